@@ -1,0 +1,331 @@
+// Package eventstore is the append-only event store on PostgreSQL.
+//
+// Append writes a batch of events to one stream in one transaction, guarded
+// by UNIQUE (stream_id, version): a writer that lost the race gets
+// ErrVersionConflict, never a duplicate or an overwrite.
+//
+// ReadAll tails the whole store in commit-safe order. Positions come from an
+// identity column, so they are unique but a transaction holding a lower
+// position can commit after one holding a higher position. A reader following
+// positions alone would skip that late event forever. Every row therefore also
+// records the id of the transaction that wrote it, and ReadAll (1) orders by
+// (transaction_id, position) and (2) returns only rows written by transactions
+// older than the oldest one still in flight. Every transaction below that
+// horizon has ended, so no row can ever appear behind a reader's cursor.
+package eventstore
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/escqrs/platform/internal/pgmigrate"
+	"github.com/escqrs/platform/pkg/events"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrate applies the event store's migrations.
+func Migrate(databaseURL string) error {
+	return pgmigrate.Up(databaseURL, migrations, "migrations", "schema_migrations_eventstore")
+}
+
+var (
+	// ErrVersionConflict means the stream was not at the expected version:
+	// another writer appended first (or the stream already exists).
+	ErrVersionConflict = errors.New("stream version conflict")
+	// ErrDuplicateEvent means an event id was already stored.
+	ErrDuplicateEvent = errors.New("duplicate event id")
+)
+
+// Store is the PostgreSQL event store. It is safe for concurrent use.
+type Store struct {
+	pool     *pgxpool.Pool
+	registry *events.Registry
+	onAppend func()
+	appended prometheus.Counter
+	latency  prometheus.Histogram
+	conflict prometheus.Counter
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithRegistry decodes payloads with r instead of events.Default.
+func WithRegistry(r *events.Registry) Option { return func(s *Store) { s.registry = r } }
+
+// WithAppendHook calls f after every committed append; the command API uses
+// it to wake the outbox relay without a NOTIFY inside the append transaction.
+func WithAppendHook(f func()) Option { return func(s *Store) { s.onAppend = f } }
+
+// WithMetrics registers the store's metrics on reg.
+func WithMetrics(reg prometheus.Registerer) Option {
+	return func(s *Store) { reg.MustRegister(s.appended, s.latency, s.conflict) }
+}
+
+// New returns a store over pool.
+func New(pool *pgxpool.Pool, opts ...Option) *Store {
+	s := &Store{pool: pool, registry: events.Default, onAppend: func() {},
+		appended: prometheus.NewCounter(prometheus.CounterOpts{Name: "eventstore_appended_events_total", Help: "Events appended."}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "eventstore_append_duration_seconds", Help: "Append transaction latency.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}}),
+		conflict: prometheus.NewCounter(prometheus.CounterOpts{Name: "eventstore_version_conflicts_total", Help: "Appends rejected by the version guard."}),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Pool is the store's connection pool, for components (idempotency, relay
+// checkpoints) that must write in the same database.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// NewEvent is one event to append.
+type NewEvent struct {
+	EventID    uuid.UUID // zero: a new UUIDv7 is generated
+	Data       events.Payload
+	Metadata   events.Metadata
+	OccurredAt time.Time // zero: now
+}
+
+// AppendRequest appends Events to one stream whose current version must be
+// ExpectedVersion (0: the stream must not exist yet).
+type AppendRequest struct {
+	StreamType      events.StreamType
+	StreamID        uuid.UUID
+	ExpectedVersion int64
+	Events          []NewEvent
+	// InTx, when set, runs inside the append transaction after the events
+	// are inserted; an error rolls the append back. The idempotency store
+	// uses it to record the response atomically with the events.
+	InTx func(ctx context.Context, tx pgx.Tx, appended []events.Envelope) error
+}
+
+const insertEvent = `
+INSERT INTO events (event_id, stream_type, stream_id, version, type, schema_version, data, metadata, occurred_at)
+SELECT $1::uuid, $2::text, $3::uuid, $4::bigint, $5::text, $6::int, $7::jsonb, $8::jsonb, $9::timestamptz
+WHERE $4::bigint = 1 OR EXISTS (SELECT 1 FROM events WHERE stream_id = $3::uuid AND version = $4::bigint - 1)
+RETURNING position, recorded_at`
+
+// Append writes req.Events as versions ExpectedVersion+1... of the stream in
+// one transaction and returns them as stored (with positions).
+//
+// The guard has two halves: UNIQUE (stream_id, version) rejects a version
+// that already exists (expected version too low, or a concurrent writer won),
+// and the EXISTS clause rejects a gap (expected version too high). Because a
+// writer must see version n committed before it can insert n+1, the writing
+// transaction of n+1 always starts after that of n: per-stream order and the
+// store's commit-safe read order agree.
+func (s *Store) Append(ctx context.Context, req AppendRequest) ([]events.Envelope, error) {
+	if len(req.Events) == 0 {
+		return nil, errors.New("append: no events")
+	}
+	if !req.StreamType.Valid() {
+		return nil, fmt.Errorf("append: unknown stream type %q", req.StreamType)
+	}
+	start := time.Now()
+	appended := make([]events.Envelope, len(req.Events))
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		batch := &pgx.Batch{}
+		now := time.Now().UTC()
+		for i, ne := range req.Events {
+			env, args, err := s.prepare(req, i, ne, now)
+			if err != nil {
+				return err
+			}
+			appended[i] = env
+			i := i
+			batch.Queue(insertEvent, args...).QueryRow(func(row pgx.Row) error {
+				return row.Scan(&appended[i].Position, &appended[i].RecordedAt)
+			})
+		}
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return err
+		}
+		if req.InTx != nil {
+			return req.InTx(ctx, tx, appended)
+		}
+		return nil
+	})
+	if err != nil {
+		err = classify(fmt.Errorf("append to %s %s at version %d: %w", req.StreamType, req.StreamID, req.ExpectedVersion, err))
+		if errors.Is(err, ErrVersionConflict) {
+			s.conflict.Inc()
+		}
+		return nil, err
+	}
+	s.latency.Observe(time.Since(start).Seconds())
+	s.appended.Add(float64(len(appended)))
+	s.onAppend()
+	return appended, nil
+}
+
+func (s *Store) prepare(req AppendRequest, i int, ne NewEvent, now time.Time) (events.Envelope, []any, error) {
+	if ne.EventID == uuid.Nil {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return events.Envelope{}, nil, fmt.Errorf("new event id: %w", err)
+		}
+		ne.EventID = id
+	}
+	if ne.OccurredAt.IsZero() {
+		ne.OccurredAt = now
+	}
+	typ := ne.Data.EventType()
+	sv := s.registry.CurrentVersion(typ)
+	if sv == 0 {
+		return events.Envelope{}, nil, fmt.Errorf("append %s: %w", typ, events.ErrUnknownEventType)
+	}
+	data, err := json.Marshal(ne.Data)
+	if err != nil {
+		return events.Envelope{}, nil, fmt.Errorf("marshal %s: %w", typ, err)
+	}
+	meta, err := json.Marshal(ne.Metadata)
+	if err != nil {
+		return events.Envelope{}, nil, fmt.Errorf("marshal metadata: %w", err)
+	}
+	version := req.ExpectedVersion + int64(i) + 1
+	env := events.Envelope{
+		EventID: ne.EventID, StreamType: req.StreamType, StreamID: req.StreamID, Version: version,
+		Type: typ, SchemaVersion: sv, OccurredAt: ne.OccurredAt, Data: ne.Data, Metadata: ne.Metadata,
+	}
+	return env, []any{ne.EventID, string(req.StreamType), req.StreamID, version, typ, sv, data, meta, ne.OccurredAt}, nil
+}
+
+// classify maps Postgres failures of an append to the store's sentinels.
+func classify(err error) error {
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		// The EXISTS guard found no previous version: the expected version is ahead of the stream.
+		return fmt.Errorf("%w: %w", ErrVersionConflict, err)
+	case errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "events_stream_version_key":
+		return fmt.Errorf("%w: %w", ErrVersionConflict, err)
+	case errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "events_event_id_key":
+		return fmt.Errorf("%w: %w", ErrDuplicateEvent, err)
+	}
+	return err
+}
+
+const selectColumns = `position, event_id, stream_type, stream_id, version, type, schema_version, data, metadata, occurred_at, recorded_at`
+
+// ReadStream returns up to limit events of a stream with version > afterVersion, in version order.
+func (s *Store) ReadStream(ctx context.Context, streamID uuid.UUID, afterVersion int64, limit int) ([]events.Envelope, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+selectColumns+` FROM events
+		WHERE stream_id = $1 AND version > $2 ORDER BY version LIMIT $3`, streamID, afterVersion, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s: %w", streamID, err)
+	}
+	evs, err := s.collect(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s: %w", streamID, err)
+	}
+	return evs, nil
+}
+
+// Cursor is a reader's place in the commit-safe order of the whole store.
+// The zero Cursor is the beginning.
+type Cursor struct {
+	TransactionID uint64 `json:"transaction_id"`
+	Position      int64  `json:"position"`
+}
+
+// ReadAll returns up to limit events after cursor in commit-safe order, and
+// the cursor to continue from. An event is returned only once every
+// transaction that might precede it has ended, so a reader that resumes from
+// the returned cursor never misses an event that committed late.
+func (s *Store) ReadAll(ctx context.Context, after Cursor, limit int) ([]events.Envelope, Cursor, error) {
+	rows, err := s.pool.Query(ctx, `SELECT transaction_id::text::bigint, `+selectColumns+` FROM events
+		WHERE (transaction_id, position) > ($1::text::xid8, $2)
+		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+		ORDER BY transaction_id, position LIMIT $3`, strconv.FormatUint(after.TransactionID, 10), after.Position, limit)
+	if err != nil {
+		return nil, after, fmt.Errorf("read all after %+v: %w", after, err)
+	}
+	next := after
+	var out []events.Envelope
+	for rows.Next() {
+		var txid uint64
+		env, err := s.scan(rows, &txid)
+		if err != nil {
+			rows.Close()
+			return nil, after, fmt.Errorf("read all after %+v: %w", after, err)
+		}
+		out = append(out, env)
+		next = Cursor{TransactionID: txid, Position: env.Position}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, after, fmt.Errorf("read all after %+v: %w", after, err)
+	}
+	return out, next, nil
+}
+
+// HeadPosition is the highest position stored (0 when empty).
+func (s *Store) HeadPosition(ctx context.Context) (int64, error) {
+	var head int64
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(position), 0) FROM events`).Scan(&head); err != nil {
+		return 0, fmt.Errorf("head position: %w", err)
+	}
+	return head, nil
+}
+
+// StreamVersion is the current version of a stream (0 when it does not exist).
+func (s *Store) StreamVersion(ctx context.Context, streamID uuid.UUID) (int64, error) {
+	var v int64
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1`, streamID).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("stream version %s: %w", streamID, err)
+	}
+	return v, nil
+}
+
+func (s *Store) collect(rows pgx.Rows) ([]events.Envelope, error) {
+	defer rows.Close()
+	var out []events.Envelope
+	for rows.Next() {
+		env, err := s.scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, env)
+	}
+	return out, rows.Err()
+}
+
+// scan reads one row of selectColumns, preceded by extra destinations.
+func (s *Store) scan(rows pgx.Rows, extra ...any) (events.Envelope, error) {
+	var (
+		env        events.Envelope
+		streamType string
+		data, meta []byte
+	)
+	dest := append(extra, &env.Position, &env.EventID, &streamType, &env.StreamID, &env.Version, &env.Type,
+		&env.SchemaVersion, &data, &meta, &env.OccurredAt, &env.RecordedAt)
+	if err := rows.Scan(dest...); err != nil {
+		return env, err
+	}
+	env.StreamType = events.StreamType(streamType)
+	payload, err := s.registry.Decode(env.Type, env.SchemaVersion, data)
+	if err != nil {
+		return env, fmt.Errorf("event %d: %w", env.Position, err)
+	}
+	env.Data = payload
+	env.SchemaVersion = s.registry.CurrentVersion(env.Type)
+	if err := json.Unmarshal(meta, &env.Metadata); err != nil {
+		return env, fmt.Errorf("event %d metadata: %w", env.Position, err)
+	}
+	env.OccurredAt, env.RecordedAt = env.OccurredAt.UTC(), env.RecordedAt.UTC()
+	return env, nil
+}

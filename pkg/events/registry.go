@@ -1,0 +1,125 @@
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+)
+
+// Payload is the typed body of an event. Each payload knows its type name and
+// the schema version its Go shape corresponds to.
+type Payload interface {
+	EventType() string
+}
+
+var (
+	// ErrUnknownEventType is returned when decoding a type no payload was registered for.
+	ErrUnknownEventType = errors.New("unknown event type")
+	// ErrSchemaTooNew is returned for a schema version newer than this code knows:
+	// decoding it with an older struct would silently drop fields.
+	ErrSchemaTooNew = errors.New("event schema version newer than supported")
+	// ErrNoUpcaster is returned when an old schema version has no path to the current one.
+	ErrNoUpcaster = errors.New("no upcaster for event schema version")
+)
+
+// Upcaster rewrites the JSON of one schema version into the next one.
+type Upcaster func(old json.RawMessage) (json.RawMessage, error)
+
+type registration struct {
+	typ       reflect.Type
+	current   int
+	upcasters map[int]Upcaster // from version -> from+1
+}
+
+// Registry maps event type names to payload types and upcasters.
+// It is safe for concurrent use.
+type Registry struct {
+	mu    sync.RWMutex
+	types map[string]*registration
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{types: map[string]*registration{}} }
+
+// Register adds a payload type whose Go shape is schema version current.
+func (r *Registry) Register(sample Payload, current int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := reflect.TypeOf(sample)
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	r.types[sample.EventType()] = &registration{typ: t, current: current, upcasters: map[int]Upcaster{}}
+}
+
+// RegisterUpcaster adds the step that turns schema version from of eventType into from+1.
+func (r *Registry) RegisterUpcaster(eventType string, from int, up Upcaster) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	reg, ok := r.types[eventType]
+	if !ok {
+		panic(fmt.Sprintf("events: upcaster for unregistered type %q", eventType))
+	}
+	reg.upcasters[from] = up
+}
+
+// CurrentVersion is the schema version the registered Go type of eventType
+// has, or 0 when the type is unknown.
+func (r *Registry) CurrentVersion(eventType string) int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if reg, ok := r.types[eventType]; ok {
+		return reg.current
+	}
+	return 0
+}
+
+// Decode turns stored JSON of the given type and schema version into the
+// current typed payload, upcasting step by step where needed.
+func (r *Registry) Decode(eventType string, schemaVersion int, data json.RawMessage) (Payload, error) {
+	r.mu.RLock()
+	reg, ok := r.types[eventType]
+	r.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("decode %q: %w", eventType, ErrUnknownEventType)
+	}
+	if schemaVersion > reg.current {
+		return nil, fmt.Errorf("decode %s v%d (code knows v%d): %w", eventType, schemaVersion, reg.current, ErrSchemaTooNew)
+	}
+	if schemaVersion < 1 {
+		return nil, fmt.Errorf("decode %s: schema version %d is not positive", eventType, schemaVersion)
+	}
+	for v := schemaVersion; v < reg.current; v++ {
+		up, ok := reg.upcasters[v]
+		if !ok {
+			return nil, fmt.Errorf("decode %s v%d: %w", eventType, v, ErrNoUpcaster)
+		}
+		var err error
+		if data, err = up(data); err != nil {
+			return nil, fmt.Errorf("upcast %s v%d: %w", eventType, v, err)
+		}
+	}
+	ptr := reflect.New(reg.typ)
+	if err := json.Unmarshal(data, ptr.Interface()); err != nil {
+		return nil, fmt.Errorf("decode %s v%d: %w", eventType, schemaVersion, err)
+	}
+	return ptr.Elem().Interface().(Payload), nil
+}
+
+// Default holds every payload of this package, with their upcasters.
+var Default = func() *Registry {
+	r := NewRegistry()
+	r.Register(AccountOpened{}, 1)
+	r.Register(FundsDeposited{}, 1)
+	r.Register(FundsWithdrawn{}, 1)
+	r.Register(AccountClosed{}, 1)
+	r.Register(DepositReversed{}, 1)
+	r.Register(OrderPlaced{}, 2)
+	r.RegisterUpcaster(TypeOrderPlaced, 1, upcastOrderPlacedV1)
+	r.Register(OrderPaid{}, 1)
+	r.Register(OrderShipped{}, 1)
+	r.Register(OrderCancelled{}, 1)
+	return r
+}()

@@ -1,0 +1,48 @@
+package relay
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Notifier wakes the relay (in whichever replica leads) after appends.
+//
+// It does not NOTIFY inside the append transaction: PostgreSQL serialises
+// the commits of notifying transactions on a global lock, which would cap
+// append throughput. Instead Poke is called after each commit, and at most
+// one NOTIFY is in flight per process, coalescing bursts. A lost poke (crash
+// between commit and notify) costs at most one relay poll interval.
+type Notifier struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+	poke chan struct{}
+}
+
+// NewNotifier returns a Notifier; call Run to start it.
+func NewNotifier(pool *pgxpool.Pool, log *slog.Logger) *Notifier {
+	return &Notifier{pool: pool, log: log, poke: make(chan struct{}, 1)}
+}
+
+// Poke asks for a notification without blocking.
+func (n *Notifier) Poke() {
+	select {
+	case n.poke <- struct{}{}:
+	default:
+	}
+}
+
+// Run sends notifications until ctx ends.
+func (n *Notifier) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.poke:
+			if _, err := n.pool.Exec(ctx, `SELECT pg_notify($1, '')`, Channel); err != nil && ctx.Err() == nil {
+				n.log.Debug("notify relay", "error", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,244 @@
+package relay_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/escqrs/platform/internal/eventstore"
+	"github.com/escqrs/platform/internal/kafkautil"
+	"github.com/escqrs/platform/internal/testenv"
+	"github.com/escqrs/platform/pkg/events"
+	"github.com/escqrs/platform/services/command-api/internal/relay"
+)
+
+const partitions = 3
+
+type fixture struct {
+	store  *eventstore.Store
+	url    string
+	topics map[events.StreamType]string
+	log    *slog.Logger
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	testenv.RequireKafka(t)
+	url := testenv.NewDatabase(t)
+	if err := eventstore.Migrate(url); err != nil {
+		t.Fatal(err)
+	}
+	prefix := "test-" + uuid.NewString()[:8]
+	f := &fixture{
+		store: eventstore.New(testenv.NewPool(t, url)),
+		url:   url,
+		topics: map[events.StreamType]string{
+			events.StreamOrder: prefix + "-order-events", events.StreamAccount: prefix + "-account-events",
+		},
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := kafkautil.EnsureTopics(ctx, testenv.KafkaBrokers(), partitions, f.topics[events.StreamOrder], f.topics[events.StreamAccount]); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *fixture) newRelay(t *testing.T) *relay.Relay {
+	pool := testenv.NewPool(t, f.url)
+	w := kafkautil.NewWriter(testenv.KafkaBrokers())
+	t.Cleanup(func() { w.Close() })
+	return relay.New(pool, f.store, w, relay.Config{BatchSize: 100, PollInterval: 50 * time.Millisecond, LockRetry: 100 * time.Millisecond,
+		Topic: func(st events.StreamType) string { return f.topics[st] }}, f.log, nil)
+}
+
+// start runs r until the returned stop is called.
+func start(r *relay.Relay) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	return func() { cancel(); <-done }
+}
+
+// appendEvents appends n deposits spread over streams, opening each stream first.
+func (f *fixture) appendEvents(t *testing.T, streams []uuid.UUID, n int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := 0; i < n; i++ {
+		id := streams[i%len(streams)]
+		v, err := f.store.StreamVersion(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p events.Payload = events.FundsDeposited{AmountCents: int64(i + 1), Source: "relay-test"}
+		st := events.StreamAccount
+		if v == 0 {
+			p = events.AccountOpened{Owner: "o", Currency: "EUR"}
+		}
+		if _, err := f.store.Append(ctx, eventstore.AppendRequest{StreamType: st, StreamID: id, ExpectedVersion: v,
+			Events: []eventstore.NewEvent{{Data: p}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// consumer reads every partition of the test topics directly and checks each message.
+type consumer struct {
+	mu       sync.Mutex
+	seen     map[uuid.UUID]bool // event ids
+	messages int
+	next     map[uuid.UUID]int64 // per stream: next version never seen before
+	errs     []string
+}
+
+func (f *fixture) consume(t *testing.T) (*consumer, func()) {
+	c := &consumer{seen: map[uuid.UUID]bool{}, next: map[uuid.UUID]int64{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, topic := range f.topics {
+		for p := 0; p < partitions; p++ {
+			r := kafka.NewReader(kafka.ReaderConfig{Brokers: testenv.KafkaBrokers(), Topic: topic, Partition: p, MaxWait: 50 * time.Millisecond})
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer r.Close()
+				for {
+					m, err := r.ReadMessage(ctx)
+					if err != nil {
+						return
+					}
+					c.check(m)
+				}
+			}()
+		}
+	}
+	return c, func() { cancel(); wg.Wait() }
+}
+
+func (c *consumer) check(m kafka.Message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.messages++
+	var e events.Envelope
+	if err := json.Unmarshal(m.Value, &e); err != nil {
+		c.errs = append(c.errs, "decode: "+err.Error())
+		return
+	}
+	if string(m.Key) != e.StreamID.String() {
+		c.errs = append(c.errs, fmt.Sprintf("key %q, want stream id %s", m.Key, e.StreamID))
+	}
+	var typ string
+	for _, h := range m.Headers {
+		if h.Key == "type" {
+			typ = string(h.Value)
+		}
+	}
+	if typ != e.Type {
+		c.errs = append(c.errs, fmt.Sprintf("type header %q, want %q", typ, e.Type))
+	}
+	if c.seen[e.EventID] {
+		return // a redelivery: allowed, at least once
+	}
+	c.seen[e.EventID] = true
+	want := c.next[e.StreamID] + 1
+	if c.next[e.StreamID] == 0 {
+		want = 1
+	}
+	if e.Version != want {
+		c.errs = append(c.errs, fmt.Sprintf("stream %s: first delivery of version %d, want %d", e.StreamID, e.Version, want))
+	}
+	c.next[e.StreamID] = e.Version
+}
+
+func (c *consumer) waitFor(t *testing.T, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		c.mu.Lock()
+		got, errs := len(c.seen), append([]string(nil), c.errs...)
+		c.mu.Unlock()
+		if len(errs) > 0 {
+			t.Fatalf("consumer saw bad messages: %v", errs[:min(len(errs), 5)])
+		}
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer saw %d of %d events in %s", got, n, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func streams(n int) []uuid.UUID {
+	out := make([]uuid.UUID, n)
+	for i := range out {
+		out[i] = uuid.New()
+	}
+	return out
+}
+
+// The relay is stopped in the middle of a stream of appends and a new one
+// started: every event is delivered at least once, each stream in order.
+func TestRelayResumesAfterStop(t *testing.T) {
+	f := newFixture(t)
+	c, stopConsumer := f.consume(t)
+	defer stopConsumer()
+	ids := streams(40)
+
+	first := f.newRelay(t)
+	stopFirst := start(first)
+	appended := make(chan struct{})
+	go func() { defer close(appended); f.appendEvents(t, ids, 2000) }()
+	for first.Published() < 300 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	stopFirst()
+	t.Logf("first relay stopped after publishing %d events", first.Published())
+
+	second := f.newRelay(t)
+	defer start(second)()
+	<-appended
+	c.waitFor(t, 2000, 60*time.Second)
+	if second.Published() == 0 {
+		t.Fatal("second relay published nothing: the test did not restart mid-stream")
+	}
+	t.Logf("%d messages for 2000 events (redeliveries: %d)", c.messages, c.messages-2000)
+}
+
+// Two relays run at once: only the lock holder publishes; when it dies the
+// other takes over.
+func TestRelayLeaderElection(t *testing.T) {
+	f := newFixture(t)
+	c, stopConsumer := f.consume(t)
+	defer stopConsumer()
+	ids := streams(10)
+
+	a, b := f.newRelay(t), f.newRelay(t)
+	stopA := start(a)
+	time.Sleep(200 * time.Millisecond) // let a win the lock
+	stopB := start(b)
+	defer stopB()
+
+	f.appendEvents(t, ids, 500)
+	c.waitFor(t, 500, 30*time.Second)
+	if a.Published() != 500 || b.Published() != 0 {
+		t.Fatalf("published a=%d b=%d: want only the leader to publish", a.Published(), b.Published())
+	}
+
+	stopA() // the leader dies: its lock connection closes
+	f.appendEvents(t, ids, 500)
+	c.waitFor(t, 1000, 30*time.Second)
+	if b.Published() < 500 {
+		t.Fatalf("standby published %d after the leader died, want >= 500", b.Published())
+	}
+}
