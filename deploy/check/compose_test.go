@@ -174,8 +174,11 @@ func checkCompose(p *types.Project, spec Spec) problems {
 		for k := range s.Environment {
 			names = append(names, k)
 		}
-		if !sameSet(names, sv.Env) {
-			pr.addf("%s: environment %v, want %v (deploy/services.json)", name, sortedCopy(names), sortedCopy(sv.Env))
+		pr = append(pr, checkEnvNames(name, sv, names)...)
+		if v := env(s, "SHUTDOWN_TIMEOUT"); v != "" && s.StopGracePeriod != nil {
+			if d, err := time.ParseDuration(v); err != nil || d >= time.Duration(*s.StopGracePeriod) {
+				pr.addf("%s: SHUTDOWN_TIMEOUT=%s must be shorter than stop_grace_period", name, v)
+			}
 		}
 		// ...with values that point at the compose network's engines.
 		pr = append(pr, checkServiceEnv(name, sv, func(k string) string { return env(s, k) })...)
@@ -312,7 +315,12 @@ func TestComposeChecksDetectMistakes(t *testing.T) {
 			x := "redis://redis:6379/0"
 			s.Environment["REDIS_URL"] = &x
 			p.Services["command-api"] = s
-		}, []string{"command-api", "environment"}},
+		}, []string{"command-api", "REDIS_URL", "does not read"}},
+		{"required variable missing", func(p *types.Project) {
+			s := p.Services["query-api"]
+			delete(s.Environment, "ELASTICSEARCH_URL")
+			p.Services["query-api"] = s
+		}, []string{"query-api", "lacks", "ELASTICSEARCH_URL"}},
 		{"wrong API port", func(p *types.Project) {
 			s := p.Services["query-api"]
 			s.Ports = []types.ServicePortConfig{{Target: 8081, Published: "18081"}}

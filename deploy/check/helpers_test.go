@@ -31,10 +31,42 @@ var engines = []string{"postgres", "kafka", "redis", "elasticsearch"}
 
 // Service is one entry of deploy/services.json.
 type Service struct {
-	Role      string   `json:"role"` // "api" or "projector"
-	Port      int      `json:"port"`
-	Env       []string `json:"env"`
-	DependsOn []string `json:"depends_on"`
+	Role string `json:"role"` // "api" or "projector"
+	Port int    `json:"port"`
+	// Env: the variables every deployment sets for the service.
+	Env []string `json:"env"`
+	// OptionalEnv: tuning variables the service also reads, with defaults;
+	// a deployment may set them but need not.
+	OptionalEnv []string `json:"optional_env"`
+	DependsOn   []string `json:"depends_on"`
+}
+
+// checkEnvNames compares the variables a deployment file sets for a service
+// with deploy/services.json: all of "env", nothing outside "env" and
+// "optional_env".
+func checkEnvNames(what string, sv Service, names []string) problems {
+	var pr problems
+	var missing, unknown []string
+	for _, e := range sv.Env {
+		if !slices.Contains(names, e) {
+			missing = append(missing, e)
+		}
+	}
+	for _, n := range names {
+		if !slices.Contains(sv.Env, n) && !slices.Contains(sv.OptionalEnv, n) {
+			unknown = append(unknown, n)
+		}
+	}
+	if len(missing) > 0 {
+		pr.addf("%s: environment lacks %v (deploy/services.json env)", what, missing)
+	}
+	if len(unknown) > 0 {
+		pr.addf("%s: environment sets %v, which the service does not read (deploy/services.json)", what, unknown)
+	}
+	if len(slices.Compact(sortedCopy(names))) != len(names) {
+		pr.addf("%s: environment sets a variable twice", what)
+	}
+	return pr
 }
 
 // Metric is one entry of the "metrics" list in deploy/services.json.

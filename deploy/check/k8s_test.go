@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -185,8 +186,15 @@ func checkManifests(m *manifests, spec Spec) problems {
 		if len(c.EnvFrom) != 0 {
 			pr.addf("%s: envFrom would pass variables the service does not read; list them in env", what)
 		}
-		if !sameSet(names, sv.Env) {
-			pr.addf("%s: env %v, want %v (deploy/services.json)", what, sortedCopy(names), sortedCopy(sv.Env))
+		pr = append(pr, checkEnvNames(what, sv, names)...)
+		// A longer drain than the grace period allows would end in SIGKILL.
+		if v := values["SHUTDOWN_TIMEOUT"]; v != "" && pod.TerminationGracePeriodSeconds != nil && c.Lifecycle != nil &&
+			c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
+			d, err := time.ParseDuration(v)
+			budget := time.Duration(*pod.TerminationGracePeriodSeconds-c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+			if err != nil || d >= budget {
+				pr.addf("%s: SHUTDOWN_TIMEOUT=%s does not fit in the grace period after the preStop sleep", what, v)
+			}
 		}
 		if got := values["HTTP_ADDR"]; got != ":"+strconv.Itoa(sv.Port) {
 			pr.addf("%s: HTTP_ADDR=%q, want \":%d\"", what, got, sv.Port)
@@ -517,7 +525,11 @@ func TestKustomizeChecksDetectMistakes(t *testing.T) {
 		{"missing variable", func(m *manifests) {
 			c := &m.Deployments["projector-stats"].Spec.Template.Spec.Containers[0]
 			c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "REDIS_URL" })
-		}, []string{"projector-stats", "env"}},
+		}, []string{"projector-stats", "lacks", "REDIS_URL"}},
+		{"drain longer than the grace period", func(m *manifests) {
+			c := &m.Deployments["projector-orders"].Spec.Template.Spec.Containers[0]
+			c.Env = append(c.Env, corev1.EnvVar{Name: "SHUTDOWN_TIMEOUT", Value: "40s"})
+		}, []string{"projector-orders", "SHUTDOWN_TIMEOUT"}},
 		{"dangling ConfigMap key", func(m *manifests) {
 			for _, cm := range m.ConfigMaps {
 				delete(cm.Data, "ELASTICSEARCH_URL")

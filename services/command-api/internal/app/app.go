@@ -82,7 +82,7 @@ type Service struct {
 
 // NewService wires the application.
 func NewService(store Store, idem Idempotency, accounts *aggregate.Repository[account.State], orders *aggregate.Repository[order.State]) *Service {
-	return &Service{store: store, idempotency: idem, accounts: accounts, orders: orders, maxRetries: 8, now: time.Now}
+	return &Service{store: store, idempotency: idem, accounts: accounts, orders: orders, maxRetries: 25, now: time.Now}
 }
 
 // execute is the one path every command takes: idempotency check, load,
@@ -147,7 +147,7 @@ func execute[S any](ctx context.Context, s *Service, repo *aggregate.Repository[
 			return Result{}, fmt.Errorf("%w: %w", ErrPreconditionFailed, err)
 		case errors.Is(err, eventstore.ErrVersionConflict) && attempt < s.maxRetries && !create:
 			// Another writer got there first; re-decide on the new state.
-			backoff := time.Duration(rand.IntN(1+attempt*2)) * time.Millisecond
+			backoff := time.Duration(rand.IntN(1000*(attempt+1))) * time.Microsecond
 			select {
 			case <-ctx.Done():
 				return Result{}, ctx.Err()
