@@ -268,7 +268,9 @@ func TestIdempotencyKey(t *testing.T) {
 	var wg sync.WaitGroup
 	replies := make([]reply, 10)
 	for i := range replies {
-		wg.Go(func() { replies[i] = a.post("/v1/accounts/"+id+"/deposits", `{"amount_cents":7}`, "Idempotency-Key", "dep-1") })
+		wg.Go(func() {
+			replies[i] = a.post("/v1/accounts/"+id+"/deposits", `{"amount_cents":7}`, "Idempotency-Key", "dep-1")
+		})
 	}
 	wg.Wait()
 	for _, r := range replies {
