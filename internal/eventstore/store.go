@@ -113,14 +113,21 @@ type AppendRequest struct {
 	InTx func(ctx context.Context, tx pgx.Tx, appended []events.Envelope) error
 }
 
-const insertEvent = `
+// insertEvents appends a batch of events to one stream in a single
+// statement (so a lone append is one round trip and atomic without an
+// explicit transaction). Row i gets version $expected+i. The WHERE clause is
+// the gap half of the version guard; UNIQUE (stream_id, version) is the other.
+const insertEvents = `
 INSERT INTO events (event_id, stream_type, stream_id, version, type, schema_version, data, metadata, occurred_at)
-SELECT $1::uuid, $2::text, $3::uuid, $4::bigint, $5::text, $6::int, $7::jsonb, $8::jsonb, $9::timestamptz
-WHERE $4::bigint = 1 OR EXISTS (SELECT 1 FROM events WHERE stream_id = $3::uuid AND version = $4::bigint - 1)
-RETURNING position, recorded_at`
+SELECT e.event_id, $1::text, $2::uuid, $3::bigint + e.ord, e.type, e.schema_version, e.data, e.metadata, e.occurred_at
+FROM unnest($4::uuid[], $5::text[], $6::int[], $7::jsonb[], $8::jsonb[], $9::timestamptz[])
+     WITH ORDINALITY AS e(event_id, type, schema_version, data, metadata, occurred_at, ord)
+WHERE $3::bigint = 0 OR EXISTS (SELECT 1 FROM events WHERE stream_id = $2::uuid AND version = $3::bigint)
+ORDER BY e.ord
+RETURNING version, position, recorded_at`
 
-// Append writes req.Events as versions ExpectedVersion+1... of the stream in
-// one transaction and returns them as stored (with positions).
+// Append writes req.Events as versions ExpectedVersion+1... of the stream
+// atomically and returns them as stored (with positions).
 //
 // The guard has two halves: UNIQUE (stream_id, version) rejects a version
 // that already exists (expected version too low, or a concurrent writer won),
@@ -136,29 +143,45 @@ func (s *Store) Append(ctx context.Context, req AppendRequest) ([]events.Envelop
 		return nil, fmt.Errorf("append: unknown stream type %q", req.StreamType)
 	}
 	start := time.Now()
-	appended := make([]events.Envelope, len(req.Events))
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		batch := &pgx.Batch{}
-		now := time.Now().UTC()
-		for i, ne := range req.Events {
-			env, args, err := s.prepare(req, i, ne, now)
-			if err != nil {
-				return err
-			}
-			appended[i] = env
-			i := i
-			batch.Queue(insertEvent, args...).QueryRow(func(row pgx.Row) error {
-				return row.Scan(&appended[i].Position, &appended[i].RecordedAt)
-			})
-		}
-		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+	appended, args, err := s.prepare(req, time.Now().UTC())
+	if err != nil {
+		return nil, err
+	}
+	insert := func(ctx context.Context, q querier) error {
+		rows, err := q.Query(ctx, insertEvents, args...)
+		if err != nil {
 			return err
 		}
-		if req.InTx != nil {
-			return req.InTx(ctx, tx, appended)
+		defer rows.Close()
+		n := 0
+		for rows.Next() {
+			var version int64
+			var e events.Envelope
+			if err := rows.Scan(&version, &e.Position, &e.RecordedAt); err != nil {
+				return err
+			}
+			i := version - req.ExpectedVersion - 1
+			appended[i].Position, appended[i].RecordedAt = e.Position, e.RecordedAt.UTC()
+			n++
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if n != len(appended) {
+			return pgx.ErrNoRows // the gap guard refused the insert
 		}
 		return nil
-	})
+	}
+	if req.InTx == nil {
+		err = insert(ctx, s.pool)
+	} else {
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if err := insert(ctx, tx); err != nil {
+				return err
+			}
+			return req.InTx(ctx, tx, appended)
+		})
+	}
 	if err != nil {
 		err = classify(fmt.Errorf("append to %s %s at version %d: %w", req.StreamType, req.StreamID, req.ExpectedVersion, err))
 		if errors.Is(err, ErrVersionConflict) {
@@ -172,36 +195,52 @@ func (s *Store) Append(ctx context.Context, req AppendRequest) ([]events.Envelop
 	return appended, nil
 }
 
-func (s *Store) prepare(req AppendRequest, i int, ne NewEvent, now time.Time) (events.Envelope, []any, error) {
-	if ne.EventID == uuid.Nil {
-		id, err := uuid.NewV7()
-		if err != nil {
-			return events.Envelope{}, nil, fmt.Errorf("new event id: %w", err)
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// prepare builds the envelopes (without positions) and the statement's array arguments.
+func (s *Store) prepare(req AppendRequest, now time.Time) ([]events.Envelope, []any, error) {
+	n := len(req.Events)
+	var (
+		out      = make([]events.Envelope, n)
+		ids      = make([]uuid.UUID, n)
+		types    = make([]string, n)
+		versions = make([]int32, n)
+		data     = make([][]byte, n)
+		meta     = make([][]byte, n)
+		occurred = make([]time.Time, n)
+	)
+	for i, ne := range req.Events {
+		if ne.EventID == uuid.Nil {
+			id, err := uuid.NewV7()
+			if err != nil {
+				return nil, nil, fmt.Errorf("new event id: %w", err)
+			}
+			ne.EventID = id
 		}
-		ne.EventID = id
+		if ne.OccurredAt.IsZero() {
+			ne.OccurredAt = now
+		}
+		typ := ne.Data.EventType()
+		sv := s.registry.CurrentVersion(typ)
+		if sv == 0 {
+			return nil, nil, fmt.Errorf("append %s: %w", typ, events.ErrUnknownEventType)
+		}
+		var err error
+		if data[i], err = json.Marshal(ne.Data); err != nil {
+			return nil, nil, fmt.Errorf("marshal %s: %w", typ, err)
+		}
+		if meta[i], err = json.Marshal(ne.Metadata); err != nil {
+			return nil, nil, fmt.Errorf("marshal metadata: %w", err)
+		}
+		ids[i], types[i], versions[i], occurred[i] = ne.EventID, typ, int32(sv), ne.OccurredAt
+		out[i] = events.Envelope{
+			EventID: ne.EventID, StreamType: req.StreamType, StreamID: req.StreamID, Version: req.ExpectedVersion + int64(i) + 1,
+			Type: typ, SchemaVersion: sv, OccurredAt: ne.OccurredAt, Data: ne.Data, Metadata: ne.Metadata,
+		}
 	}
-	if ne.OccurredAt.IsZero() {
-		ne.OccurredAt = now
-	}
-	typ := ne.Data.EventType()
-	sv := s.registry.CurrentVersion(typ)
-	if sv == 0 {
-		return events.Envelope{}, nil, fmt.Errorf("append %s: %w", typ, events.ErrUnknownEventType)
-	}
-	data, err := json.Marshal(ne.Data)
-	if err != nil {
-		return events.Envelope{}, nil, fmt.Errorf("marshal %s: %w", typ, err)
-	}
-	meta, err := json.Marshal(ne.Metadata)
-	if err != nil {
-		return events.Envelope{}, nil, fmt.Errorf("marshal metadata: %w", err)
-	}
-	version := req.ExpectedVersion + int64(i) + 1
-	env := events.Envelope{
-		EventID: ne.EventID, StreamType: req.StreamType, StreamID: req.StreamID, Version: version,
-		Type: typ, SchemaVersion: sv, OccurredAt: ne.OccurredAt, Data: ne.Data, Metadata: ne.Metadata,
-	}
-	return env, []any{ne.EventID, string(req.StreamType), req.StreamID, version, typ, sv, data, meta, ne.OccurredAt}, nil
+	return out, []any{string(req.StreamType), req.StreamID, req.ExpectedVersion, ids, types, versions, data, meta, occurred}, nil
 }
 
 // classify maps Postgres failures of an append to the store's sentinels.

@@ -95,17 +95,22 @@ func execute[S any](ctx context.Context, s *Service, repo *aggregate.Repository[
 			return res, err
 		}
 	}
+	// A stream under a freshly generated UUIDv7 cannot exist yet: skip the load.
+	fresh := false
 	if create && req.StreamID == uuid.Nil {
 		id, err := uuid.NewV7()
 		if err != nil {
 			return Result{}, fmt.Errorf("new id: %w", err)
 		}
-		req.StreamID = id
+		req.StreamID, fresh = id, true
 	}
 	for attempt := 0; ; attempt++ {
-		state, err := repo.Load(ctx, req.StreamID)
-		if err != nil {
-			return Result{}, err
+		var state S
+		if !fresh {
+			var err error
+			if state, err = repo.Load(ctx, req.StreamID); err != nil {
+				return Result{}, err
+			}
 		}
 		version := kind.Version(state)
 		if req.IfMatch != nil && *req.IfMatch != version {
@@ -120,23 +125,32 @@ func execute[S any](ctx context.Context, s *Service, repo *aggregate.Repository[
 		for i, p := range payloads {
 			newEvents[i] = eventstore.NewEvent{Data: p, Metadata: req.Metadata, OccurredAt: occurred}
 		}
-		var res Result
-		appended, err := s.store.Append(ctx, eventstore.AppendRequest{
-			StreamType: kind.StreamType, StreamID: req.StreamID, ExpectedVersion: version, Events: newEvents,
-			InTx: func(ctx context.Context, tx pgx.Tx, appended []events.Envelope) error {
+		var (
+			res     Result
+			evolved bool
+		)
+		result := func(appended []events.Envelope) Result {
+			if !evolved {
 				for _, e := range appended {
 					state = kind.Evolve(state, e)
 				}
-				last := appended[len(appended)-1]
-				res = Result{ID: req.StreamID, Version: last.Version, Position: last.Position, Status: status(state), Created: create}
-				if req.IdempotencyKey == "" {
-					return nil
-				}
+				evolved = true
+			}
+			last := appended[len(appended)-1]
+			return Result{ID: req.StreamID, Version: last.Version, Position: last.Position, Status: status(state), Created: create}
+		}
+		appendReq := eventstore.AppendRequest{StreamType: kind.StreamType, StreamID: req.StreamID, ExpectedVersion: version, Events: newEvents}
+		if req.IdempotencyKey != "" {
+			// The first response is recorded in the append's own transaction.
+			appendReq.InTx = func(ctx context.Context, tx pgx.Tx, appended []events.Envelope) error {
+				res = result(appended)
 				return s.idempotency.Record(ctx, tx, req.IdempotencyKey, Recorded{RequestHash: req.RequestHash, Result: res})
-			},
-		})
+			}
+		}
+		appended, err := s.store.Append(ctx, appendReq)
 		switch {
 		case err == nil:
+			res = result(appended)
 			repo.AfterAppend(ctx, state, version, appended[len(appended)-1].RecordedAt)
 			return res, nil
 		case errors.Is(err, ErrKeyTaken):
