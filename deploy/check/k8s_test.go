@@ -1,11 +1,14 @@
 package check
 
 import (
+	"bytes"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,10 +42,18 @@ type manifests struct {
 // "readinesProbe") or an unexpected kind fails the build.
 func buildKustomization(t testing.TB, dir string) *manifests {
 	t.Helper()
+	m, err := kustomizeBuild(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func kustomizeBuild(dir string) (*manifests, error) {
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
 	rm, err := k.Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
-		t.Fatalf("kustomize build %s: %v", dir, err)
+		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
 	}
 	m := &manifests{
 		Namespaces: map[string]*corev1.Namespace{}, ConfigMaps: map[string]*corev1.ConfigMap{},
@@ -54,7 +65,7 @@ func buildKustomization(t testing.TB, dir string) *manifests {
 	for _, r := range rm.Resources() {
 		data, err := r.MarshalJSON()
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		gvk := r.GetApiVersion() + "/" + r.GetKind()
 		name := r.GetName()
@@ -77,14 +88,14 @@ func buildKustomization(t testing.TB, dir string) *manifests {
 		case "autoscaling/v2/HorizontalPodAutoscaler":
 			target = put(m.HPAs, name)
 		default:
-			t.Fatalf("%s: unexpected resource %s %s", dir, gvk, name)
+			return nil, fmt.Errorf("%s: unexpected resource %s %s", dir, gvk, name)
 		}
 		if err := decodeStrict(data, target); err != nil {
-			t.Fatalf("%s: %s %s does not match the Kubernetes API: %v", dir, gvk, name, err)
+			return nil, fmt.Errorf("%s: %s %s does not match the Kubernetes API: %w", dir, gvk, name, err)
 		}
 		m.namespaces[r.GetKind()+"/"+name] = r.GetNamespace()
 	}
-	return m
+	return m, nil
 }
 
 // put stores a new zero value under name and returns a pointer to it.
@@ -105,7 +116,7 @@ func checkManifests(m *manifests, spec Spec) problems {
 	var pr problems
 
 	for obj, ns := range m.namespaces {
-		if obj[:len("Namespace/")] != "Namespace/" && ns != namespace {
+		if !strings.HasPrefix(obj, "Namespace/") && ns != namespace {
 			pr.addf("%s: namespace %q, want %q", obj, ns, namespace)
 		}
 	}
@@ -489,6 +500,32 @@ func TestDevOverlayMatchesCompose(t *testing.T) {
 		if h.Spec.MinReplicas == nil || *h.Spec.MinReplicas != 1 {
 			t.Errorf("dev: HorizontalPodAutoscaler %s minReplicas should be 1", name)
 		}
+	}
+}
+
+// A misspelt field is not silently dropped: the strict decoding rejects it.
+func TestKustomizeRejectsUnknownFields(t *testing.T) {
+	src := filepath.Join(repoRoot(t), "deploy", "k8s", "base")
+	dir := t.TempDir()
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Name() == "query-api.yaml" {
+			data = bytes.Replace(data, []byte("readinessProbe:"), []byte("readinesProbe:"), 1)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = kustomizeBuild(dir)
+	if err == nil || !strings.Contains(err.Error(), "readinesProbe") {
+		t.Errorf("a misspelt field was accepted: %v", err)
 	}
 }
 

@@ -69,3 +69,30 @@ const Mapping = `{
     }
   }
 }`
+
+// Checkpoint is the document with id Projection in CheckpointIndex: how far
+// the indexer got, for GET /v1/projections. Position is the highest store
+// position the indexer has applied (order streams only: account events never
+// reach this model), EventsApplied a running count of folded events (it can
+// over-count when two replicas overlap during a rebalance), UpdatedAt the
+// wall-clock time of the last write.
+type Checkpoint struct {
+	Projection    string    `json:"projection"`
+	Position      int64     `json:"position"`
+	EventsApplied int64     `json:"events_applied"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+// CheckpointMapping is the explicit mapping of CheckpointIndex.
+const CheckpointMapping = `{
+  "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+  "mappings": {
+    "dynamic": "strict",
+    "properties": {
+      "projection":     {"type": "keyword"},
+      "position":       {"type": "long"},
+      "events_applied": {"type": "long"},
+      "updated_at":     {"type": "date"}
+    }
+  }
+}`

@@ -2,10 +2,10 @@
 // figure beside a raw PostgreSQL baseline measured in the same run:
 //
 //   - raw:   plain single-row INSERTs of the same row shape into a copy of the
-//            events table (same columns, defaults and indexes, no guard);
+//     events table (same columns, defaults and indexes, no guard);
 //   - store: eventstore.Append of one event (version guard included);
 //   - http:  POST /v1/orders through the real command API (decode, validate,
-//            decide, append, respond) with a Go load generator over loopback.
+//     decide, append, respond) with a Go load generator over loopback.
 //
 // Usage: go run ./services/command-api/cmd/bench-append [-duration 5s] [-concurrency 1,16,64]
 // It creates and drops its own database on DATABASE_URL's server.
