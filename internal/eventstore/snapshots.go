@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -70,8 +72,11 @@ type StreamRange struct {
 }
 
 // ScanStream calls fn for each event of the stream in range, in version
-// order, streaming rows instead of collecting them: a stream may hold
-// millions of events.
+// order. It is the replay path (aggregate loading), built for streams of
+// millions of events: rows are streamed rather than collected, only the
+// columns a fold needs are read, and payloads are decoded on several
+// goroutines while fn still sees the events strictly in order. The envelopes
+// it yields therefore carry no EventID, Metadata or OccurredAt.
 func (s *Store) ScanStream(ctx context.Context, streamID uuid.UUID, rng StreamRange, fn func(events.Envelope) error) error {
 	until, at := rng.Until, rng.At
 	if until <= 0 {
@@ -80,24 +85,117 @@ func (s *Store) ScanStream(ctx context.Context, streamID uuid.UUID, rng StreamRa
 	if at.IsZero() {
 		at = farFuture
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+selectColumns+` FROM events
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, `SELECT stream_type, version, position, type, schema_version, data, recorded_at FROM events
 		WHERE stream_id = $1 AND version > $2 AND version <= $3 AND recorded_at <= $4 ORDER BY version`,
 		streamID, rng.After, until, at)
 	if err != nil {
 		return fmt.Errorf("scan stream %s: %w", streamID, err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		env, err := s.scan(rows)
-		if err != nil {
-			return fmt.Errorf("scan stream %s: %w", streamID, err)
+	chunks := make(chan *replayChunk, 2*decodeWorkers)
+	work := make(chan *replayChunk, 2*decodeWorkers)
+	var wg sync.WaitGroup
+	for range decodeWorkers {
+		wg.Go(func() {
+			for c := range work {
+				c.decode(s.registry, streamID)
+			}
+		})
+	}
+	scanErr := make(chan error, 1)
+	go func() {
+		defer rows.Close()
+		defer close(chunks)
+		defer close(work)
+		c := &replayChunk{done: make(chan struct{})}
+		flush := func() bool {
+			select {
+			case chunks <- c:
+			case <-ctx.Done():
+				return false
+			}
+			work <- c
+			c = &replayChunk{done: make(chan struct{})}
+			return true
 		}
-		if err := fn(env); err != nil {
-			return err
+		for rows.Next() {
+			var r replayRow
+			if err := rows.Scan(&r.streamType, &r.version, &r.position, &r.typ, &r.schemaVersion, &r.data, &r.recordedAt); err != nil {
+				scanErr <- err
+				return
+			}
+			c.rows = append(c.rows, r)
+			if len(c.rows) == replayChunkSize && !flush() {
+				scanErr <- ctx.Err()
+				return
+			}
+		}
+		if len(c.rows) > 0 && !flush() {
+			scanErr <- ctx.Err()
+			return
+		}
+		scanErr <- rows.Err()
+	}()
+	var applyErr error
+	for c := range chunks {
+		<-c.done
+		if applyErr != nil {
+			continue // drain so the scanner and workers finish
+		}
+		if c.err != nil {
+			applyErr = fmt.Errorf("scan stream %s: %w", streamID, c.err)
+			cancel()
+			continue
+		}
+		for _, e := range c.out {
+			if err := fn(e); err != nil {
+				applyErr = err
+				cancel()
+				break
+			}
 		}
 	}
-	if err := rows.Err(); err != nil {
+	wg.Wait()
+	if err := <-scanErr; err != nil && applyErr == nil {
 		return fmt.Errorf("scan stream %s: %w", streamID, err)
 	}
-	return nil
+	return applyErr
+}
+
+// decodeWorkers decode replay payloads in parallel: JSON decoding, not the
+// database, is the cost of replaying a long stream.
+var decodeWorkers = max(2, runtime.GOMAXPROCS(0))
+
+const replayChunkSize = 512
+
+type replayRow struct {
+	streamType    string
+	version       int64
+	position      int64
+	typ           string
+	schemaVersion int
+	data          []byte
+	recordedAt    time.Time
+}
+
+type replayChunk struct {
+	rows []replayRow
+	out  []events.Envelope
+	err  error
+	done chan struct{}
+}
+
+func (c *replayChunk) decode(reg *events.Registry, streamID uuid.UUID) {
+	defer close(c.done)
+	c.out = make([]events.Envelope, len(c.rows))
+	for i, r := range c.rows {
+		payload, err := reg.Decode(r.typ, r.schemaVersion, r.data)
+		if err != nil {
+			c.err = fmt.Errorf("event v%d: %w", r.version, err)
+			return
+		}
+		c.out[i] = events.Envelope{StreamType: events.StreamType(r.streamType), StreamID: streamID, Version: r.version,
+			Position: r.position, Type: r.typ, SchemaVersion: reg.CurrentVersion(r.typ), RecordedAt: r.recordedAt.UTC(), Data: payload}
+	}
 }
