@@ -18,6 +18,16 @@ import (
 // aggregate goes to one topic, so order across its event types is kept.
 var Topics = []string{events.StreamOrder.Topic(), events.StreamAccount.Topic()}
 
+// PrefixedTopics are Topics under a prefix (KAFKA_TOPIC_PREFIX), which lets
+// several independent deployments (or test runs) share one cluster.
+func PrefixedTopics(prefix string) []string {
+	out := make([]string, len(Topics))
+	for i, t := range Topics {
+		out[i] = prefix + t
+	}
+	return out
+}
+
 // DLQ is the dead-letter topic of topic.
 func DLQ(topic string) string { return topic + ".dlq" }
 

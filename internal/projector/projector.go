@@ -28,6 +28,7 @@ type Config struct {
 	DatabaseURL     string // the event store, read-only use (gap healing)
 	KafkaBrokers    []string
 	KafkaPartitions int
+	TopicPrefix     string
 	GroupID         string
 	LogLevel        string
 	MaxBatch        int
@@ -42,6 +43,7 @@ func ConfigFromEnv(env *envconfig.Reader, group, defaultAddr string) Config {
 		DatabaseURL:     env.String("DATABASE_URL", envconfig.DefaultDatabaseURL),
 		KafkaBrokers:    env.List("KAFKA_BROKERS", envconfig.DefaultKafkaBrokers),
 		KafkaPartitions: env.Int("KAFKA_PARTITIONS", 12),
+		TopicPrefix:     env.String("KAFKA_TOPIC_PREFIX", ""),
 		GroupID:         env.String("CONSUMER_GROUP", group),
 		LogLevel:        env.String("LOG_LEVEL", "info"),
 		MaxBatch:        env.Int("MAX_BATCH", 500),
@@ -103,8 +105,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, deps *Deps, model co
 	go func() { httpDone <- httpx.Serve(httpCtx, log, srv, 5*time.Second) }()
 
 	// Topics may not exist yet if the projector starts before the command API.
+	topics := kafkautil.PrefixedTopics(cfg.TopicPrefix)
 	for {
-		err := kafkautil.EnsureTopics(ctx, cfg.KafkaBrokers, cfg.KafkaPartitions, kafkautil.Topics...)
+		err := kafkautil.EnsureTopics(ctx, cfg.KafkaBrokers, cfg.KafkaPartitions, topics...)
 		if err == nil || ctx.Err() != nil {
 			break
 		}
@@ -115,9 +118,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, deps *Deps, model co
 		}
 	}
 	metrics := consumer.NewMetrics(deps.Registry, cfg.GroupID)
-	c := consumer.New(consumer.Config{Brokers: cfg.KafkaBrokers, GroupID: cfg.GroupID, Topics: kafkautil.Topics, MaxBatch: cfg.MaxBatch},
+	c := consumer.New(consumer.Config{Brokers: cfg.KafkaBrokers, GroupID: cfg.GroupID, Topics: topics, MaxBatch: cfg.MaxBatch, ShutdownTimeout: cfg.ShutdownTimeout},
 		consumer.NewSequencer(model, deps.Store, metrics), log, metrics)
-	log.Info("projector consuming", "group", cfg.GroupID, "topics", kafkautil.Topics)
+	log.Info("projector consuming", "group", cfg.GroupID, "topics", topics)
 	err := c.Run(ctx)
 	health.Drain()
 	stopHTTP()

@@ -15,6 +15,7 @@ type Config struct {
 	DatabaseURL          string
 	KafkaBrokers         []string
 	KafkaPartitions      int
+	KafkaTopicPrefix     string
 	LogLevel             string
 	RelayEnabled         bool
 	RelayBatchSize       int
@@ -33,6 +34,7 @@ func FromEnv() (Config, error) {
 		KafkaBrokers:         env.List("KAFKA_BROKERS", envconfig.DefaultKafkaBrokers),
 		LogLevel:             env.String("LOG_LEVEL", "info"),
 		KafkaPartitions:      env.Int("KAFKA_PARTITIONS", 12),
+		KafkaTopicPrefix:     env.String("KAFKA_TOPIC_PREFIX", ""),
 		RelayEnabled:         env.Bool("RELAY_ENABLED", true),
 		RelayBatchSize:       env.Int("RELAY_BATCH_SIZE", 500),
 		SnapshotEveryAccount: int64(env.Int("SNAPSHOT_EVERY_ACCOUNT", 100)),

@@ -20,6 +20,7 @@ import (
 	"github.com/escqrs/platform/internal/httpx"
 	"github.com/escqrs/platform/internal/kafkautil"
 	"github.com/escqrs/platform/internal/obs"
+	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/command-api/internal/app"
 	"github.com/escqrs/platform/services/command-api/internal/config"
 	"github.com/escqrs/platform/services/command-api/internal/httpapi"
@@ -68,7 +69,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		handler: httpapi.NewRouter(svc, log, httpapi.Config{}, health, reg)}
 	if cfg.RelayEnabled {
 		writer := kafkautil.NewWriter(cfg.KafkaBrokers)
-		s.relay = relay.New(pool, store, &topicEnsuringWriter{writer: writer, cfg: cfg}, relay.Config{BatchSize: cfg.RelayBatchSize}, log, reg)
+		s.relay = relay.New(pool, store, &topicEnsuringWriter{writer: writer, cfg: cfg}, relay.Config{BatchSize: cfg.RelayBatchSize,
+			Topic: func(st events.StreamType) string { return cfg.KafkaTopicPrefix + st.Topic() }}, log, reg)
 	}
 	return s, nil
 }
@@ -124,7 +126,7 @@ type topicEnsuringWriter struct {
 
 func (w *topicEnsuringWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
 	if !w.ready {
-		if err := kafkautil.EnsureTopics(ctx, w.cfg.KafkaBrokers, w.cfg.KafkaPartitions, kafkautil.Topics...); err != nil {
+		if err := kafkautil.EnsureTopics(ctx, w.cfg.KafkaBrokers, w.cfg.KafkaPartitions, kafkautil.PrefixedTopics(w.cfg.KafkaTopicPrefix)...); err != nil {
 			return err
 		}
 		w.ready = true
