@@ -20,6 +20,7 @@ import (
 	"github.com/escqrs/platform/internal/eventstore"
 	"github.com/escqrs/platform/internal/httpx"
 	"github.com/escqrs/platform/internal/kafkautil"
+	"github.com/escqrs/platform/pkg/events"
 )
 
 // Config is what every projector reads from the environment.
@@ -89,9 +90,10 @@ func Open(ctx context.Context, cfg Config, reg *prometheus.Registry) (*Deps, err
 func (d *Deps) Close() { d.Pool.Close() }
 
 // Run consumes into model until ctx ends, serving health and metrics on
-// cfg.HTTPAddr; extra routes (e.g. admin) may be mounted by mount.
+// cfg.HTTPAddr; extra routes (e.g. admin) may be mounted by mount. streams
+// limits the topics consumed to those stream types (none: all).
 func Run(ctx context.Context, cfg Config, log *slog.Logger, deps *Deps, model consumer.Model,
-	checks map[string]httpx.Check, mount func(chi.Router)) error {
+	checks map[string]httpx.Check, mount func(chi.Router), streams ...events.StreamType) error {
 	checks["postgres"] = func(ctx context.Context) error { return deps.Pool.Ping(ctx) }
 	health := httpx.NewHealth(checks)
 	r := chi.NewRouter()
@@ -105,9 +107,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, deps *Deps, model co
 	go func() { httpDone <- httpx.Serve(httpCtx, log, srv, 5*time.Second) }()
 
 	// Topics may not exist yet if the projector starts before the command API.
+	// The DLQ topics are created up front too: a producer's metadata cache
+	// would otherwise not see a DLQ created at the moment of the first poison.
 	topics := kafkautil.PrefixedTopics(cfg.TopicPrefix)
+	if len(streams) > 0 {
+		topics = nil
+		for _, st := range streams {
+			topics = append(topics, cfg.TopicPrefix+st.Topic())
+		}
+	}
+	all := append([]string(nil), topics...)
+	for _, t := range topics {
+		all = append(all, kafkautil.DLQ(t))
+	}
 	for {
-		err := kafkautil.EnsureTopics(ctx, cfg.KafkaBrokers, cfg.KafkaPartitions, topics...)
+		err := kafkautil.EnsureTopics(ctx, cfg.KafkaBrokers, cfg.KafkaPartitions, all...)
 		if err == nil || ctx.Err() != nil {
 			break
 		}

@@ -72,10 +72,12 @@ const Mapping = `{
 
 // Checkpoint is the document with id Projection in CheckpointIndex: how far
 // the indexer got, for GET /v1/projections. Position is the highest store
-// position the indexer has applied (order streams only: account events never
-// reach this model), EventsApplied a running count of folded events (it can
-// over-count when two replicas overlap during a rebalance), UpdatedAt the
-// wall-clock time of the last write.
+// position among the events handed to the indexer; it never decreases.
+// Account events are skipped before they reach the indexer, so after a run
+// of account events Position trails the store's head although nothing is
+// pending. EventsApplied is a running count of order events folded into
+// documents (it can over-count while two replicas overlap during a
+// rebalance). UpdatedAt is the wall-clock time of the last write.
 type Checkpoint struct {
 	Projection    string    `json:"projection"`
 	Position      int64     `json:"position"`

@@ -1,0 +1,470 @@
+// Package searchmodel is the search-indexer's read model: one Elasticsearch
+// document per order (searchdoc.Order), written through an alias with
+// external versioning so that the document's _version is always the order
+// stream's version, plus a checkpoint document for GET /v1/projections.
+//
+// Exactly-once effect comes from two facts. The fold is deterministic, so the
+// document at version v is the same whichever replica computed it. And
+// Elasticsearch accepts an externally versioned write only if its version is
+// higher than the stored one, so a stale or duplicate write is refused (409)
+// rather than applied: that refusal is the atomic check-and-set that
+// consumer.Model requires, and the model treats it as success.
+package searchmodel
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/olivere/elastic/v7"
+
+	"github.com/escqrs/platform/internal/consumer"
+	"github.com/escqrs/platform/internal/domain/order"
+	"github.com/escqrs/platform/internal/readmodel/searchdoc"
+	"github.com/escqrs/platform/pkg/events"
+)
+
+// IgnoredVersion is what Versions reports for a stream the model does not
+// index (an account). The Sequencer only ever sees stream ids, from both
+// topics; if it were told 0 for an account, every account event past
+// version 1 would look like a gap and the Sequencer would read the whole
+// missing history of that account from the event store, only for Apply to
+// drop it. The largest version makes every account event a duplicate, which
+// the Sequencer skips without touching the store or the index.
+const IgnoredVersion int64 = math.MaxInt64
+
+// StreamTypeResolver tells the type of streams the index has no document
+// for. Versions only receives stream ids, and an id absent from the index is
+// either a new order or an account.
+type StreamTypeResolver interface {
+	StreamTypes(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]events.StreamType, error)
+}
+
+// Option configures a Model.
+type Option func(*Model)
+
+// WithStreamTypes lets Versions recognise account streams it has not seen
+// before (see IgnoredVersion). Without it, the model learns account ids only
+// when account events reach Apply, after one gap heal per account.
+func WithStreamTypes(r StreamTypeResolver) Option { return func(m *Model) { m.types = r } }
+
+// WithClock replaces time.Now for the checkpoint's updated_at.
+func WithClock(now func() time.Time) Option { return func(m *Model) { m.now = now } }
+
+// WithProjection names the checkpoint document (default searchdoc.Projection).
+func WithProjection(name string) Option { return func(m *Model) { m.projection = name } }
+
+// maxKnownAccounts bounds the memory of account ids; past it the set starts
+// over and forgotten ids are resolved again.
+const maxKnownAccounts = 200_000
+
+// Model is a consumer.Model over Elasticsearch. It is safe for concurrent use.
+type Model struct {
+	client          *elastic.Client
+	alias           string
+	checkpointIndex string
+	projection      string
+	types           StreamTypeResolver
+	now             func() time.Time
+
+	mu       sync.Mutex
+	accounts map[uuid.UUID]struct{}
+}
+
+var _ consumer.Model = (*Model)(nil)
+
+// New returns a model writing order documents through alias and its
+// checkpoint to checkpointIndex; EnsureIndices must have prepared both.
+func New(client *elastic.Client, alias, checkpointIndex string, opts ...Option) *Model {
+	m := &Model{client: client, alias: alias, checkpointIndex: checkpointIndex, projection: searchdoc.Projection,
+		now: time.Now, accounts: map[uuid.UUID]struct{}{}}
+	for _, o := range opts {
+		o(m)
+	}
+	return m
+}
+
+// Versions returns the stored version of each order stream (0 when it has no
+// document) and IgnoredVersion for account streams.
+func (m *Model) Versions(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]int64, error) {
+	out := make(map[uuid.UUID]int64, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	docs, err := m.mget(ctx, ids, false)
+	if err != nil {
+		return nil, err
+	}
+	var unknown []uuid.UUID
+	m.mu.Lock()
+	for _, id := range ids {
+		if d, ok := docs[id]; ok {
+			out[id] = d.version
+			continue
+		}
+		if _, ok := m.accounts[id]; ok {
+			out[id] = IgnoredVersion
+			continue
+		}
+		out[id] = 0
+		unknown = append(unknown, id)
+	}
+	m.mu.Unlock()
+	if len(unknown) == 0 || m.types == nil {
+		return out, nil
+	}
+	types, err := m.types.StreamTypes(ctx, unknown)
+	if err != nil {
+		return nil, fmt.Errorf("resolve stream types: %w", err)
+	}
+	var accounts []uuid.UUID
+	for _, id := range unknown {
+		if types[id] == events.StreamAccount {
+			out[id] = IgnoredVersion
+			accounts = append(accounts, id)
+		}
+	}
+	m.remember(accounts)
+	return out, nil
+}
+
+func (m *Model) remember(accounts []uuid.UUID) {
+	if len(accounts) == 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.accounts)+len(accounts) > maxKnownAccounts {
+		m.accounts = map[uuid.UUID]struct{}{}
+	}
+	for _, id := range accounts {
+		m.accounts[id] = struct{}{}
+	}
+}
+
+// streamBatch is one order stream's events in a batch.
+type streamBatch struct {
+	id  uuid.UUID
+	evs []events.Envelope
+}
+
+// Apply folds the order events of evs onto the current documents and writes
+// every changed document, plus the checkpoint, in one bulk request. Account
+// events are ignored. Events at or below a document's current version are
+// skipped (another replica got there first), so a batch may be applied any
+// number of times, concurrently, with the same result.
+func (m *Model) Apply(ctx context.Context, evs []events.Envelope) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	var (
+		streams  []*streamBatch
+		byID     = map[uuid.UUID]*streamBatch{}
+		accounts []uuid.UUID
+		maxPos   int64
+	)
+	for _, e := range evs {
+		maxPos = max(maxPos, e.Position)
+		if e.StreamType != events.StreamOrder {
+			if e.StreamType == events.StreamAccount {
+				accounts = append(accounts, e.StreamID)
+			}
+			continue
+		}
+		sb := byID[e.StreamID]
+		if sb == nil {
+			sb = &streamBatch{id: e.StreamID}
+			byID[e.StreamID] = sb
+			streams = append(streams, sb)
+		}
+		sb.evs = append(sb.evs, e)
+	}
+	m.remember(accounts)
+
+	ids := make([]uuid.UUID, len(streams))
+	for i, sb := range streams {
+		ids[i] = sb.id
+	}
+	current, err := m.mget(ctx, ids, true)
+	if err != nil {
+		return err
+	}
+	bulk := m.client.Bulk()
+	var applied int64
+	for _, sb := range streams {
+		cur := current[sb.id]
+		doc, n, err := fold(cur.doc, cur.version, sb.evs)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			continue
+		}
+		applied += int64(n)
+		bulk.Add(elastic.NewBulkIndexRequest().Index(m.alias).Id(doc.OrderID).
+			VersionType("external").Version(doc.Version).Doc(doc))
+	}
+	bulk.Add(m.checkpointUpdate(maxPos, applied))
+	// No refresh here: the index refreshes every 200ms on its own, and
+	// mget is real-time, so the next batch sees these writes regardless.
+	res, err := bulk.Do(ctx)
+	if err != nil {
+		return fmt.Errorf("bulk write %d order documents: %w", bulk.NumberOfActions()-1, err)
+	}
+	return m.checkBulk(res)
+}
+
+// checkpointUpdate raises the checkpoint's position (never lowers it: a
+// replica with an older batch may write after one with a newer batch) and
+// adds this batch's count.
+func (m *Model) checkpointUpdate(position, applied int64) *elastic.BulkUpdateRequest {
+	now := m.now().UTC()
+	script := elastic.NewScript(`if (params.position > ctx._source.position) { ctx._source.position = params.position }
+ctx._source.events_applied += params.applied;
+ctx._source.updated_at = params.updated_at;`).
+		Params(map[string]any{"position": position, "applied": applied, "updated_at": now.Format(time.RFC3339Nano)})
+	return elastic.NewBulkUpdateRequest().Index(m.checkpointIndex).Id(m.projection).
+		Script(script).
+		Upsert(searchdoc.Checkpoint{Projection: m.projection, Position: position, EventsApplied: applied, UpdatedAt: now}).
+		// Every replica updates this one document; let Elasticsearch retry
+		// the read-modify-write rather than fail the batch.
+		RetryOnConflict(20)
+}
+
+// checkBulk turns the item results into one error. A 409 on an order
+// document means that version or a newer one is already stored, which is
+// the outcome this write wanted.
+func (m *Model) checkBulk(res *elastic.BulkResponse) error {
+	if !res.Errors {
+		return nil
+	}
+	var errs []error
+	for _, item := range res.Items {
+		for action, r := range item {
+			if r.Error == nil && r.Status < 300 {
+				continue
+			}
+			if r.Status == http.StatusConflict && r.Index != m.checkpointIndex && action == "index" {
+				continue
+			}
+			errs = append(errs, &ItemError{Index: r.Index, ID: r.Id, Status: r.Status, Details: r.Error})
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("bulk write: %d failed items: %w", len(errs), errors.Join(errs...))
+}
+
+// ItemError is the failure of one item of a bulk request.
+type ItemError struct {
+	Index   string
+	ID      string
+	Status  int
+	Details *elastic.ErrorDetails
+}
+
+func (e *ItemError) Error() string {
+	if e.Details != nil {
+		return fmt.Sprintf("%s/%s: status %d: %s: %s", e.Index, e.ID, e.Status, e.Details.Type, e.Details.Reason)
+	}
+	return fmt.Sprintf("%s/%s: status %d", e.Index, e.ID, e.Status)
+}
+
+// ErrStale means a document is older than the events handed to Apply
+// (e.g. the alias was moved to an index that is behind). It is retried: the
+// Sequencer then reads the versions again and heals the gap from the store.
+var ErrStale = errors.New("document is behind the events to apply")
+
+// fold applies the events above version onto doc with the Order aggregate's
+// own Evolve, so the index agrees with the write side (total = items + tax,
+// the status of the last event). It returns the new document and how many
+// events it applied.
+func fold(doc searchdoc.Order, version int64, evs []events.Envelope) (searchdoc.Order, int, error) {
+	s, err := toState(doc, version)
+	if err != nil {
+		return doc, 0, err
+	}
+	n := 0
+	var last int64
+	for _, e := range evs {
+		switch {
+		case e.Version <= s.Version:
+			continue
+		case e.Version > s.Version+1:
+			return doc, 0, fmt.Errorf("order %s at version %d, next event is %d: %w", e.StreamID, s.Version, e.Version, ErrStale)
+		}
+		s = order.Evolve(s, e)
+		last = e.Position
+		n++
+	}
+	if n == 0 {
+		return doc, 0, nil
+	}
+	return fromState(s, last), n, nil
+}
+
+func toState(d searchdoc.Order, version int64) (order.State, error) {
+	s := order.State{Status: order.Status(d.Status), Items: d.Items, TaxCents: d.TaxCents, TotalCents: d.TotalCents,
+		Currency: d.Currency, Version: version, PlacedAt: d.PlacedAt, UpdatedAt: d.UpdatedAt}
+	if version == 0 {
+		return s, nil
+	}
+	var err error
+	if s.ID, err = uuid.Parse(d.OrderID); err != nil {
+		return s, fmt.Errorf("document order_id %q: %w", d.OrderID, err)
+	}
+	if d.CustomerID != "" {
+		if s.CustomerID, err = uuid.Parse(d.CustomerID); err != nil {
+			return s, fmt.Errorf("order %s customer_id %q: %w", d.OrderID, d.CustomerID, err)
+		}
+	}
+	return s, nil
+}
+
+func fromState(s order.State, lastPosition int64) searchdoc.Order {
+	d := searchdoc.Order{
+		OrderID: s.ID.String(), Status: string(s.Status), Items: s.Items,
+		TotalCents: s.TotalCents, TaxCents: s.TaxCents, Currency: s.Currency, Version: s.Version,
+		LastPosition: lastPosition, PlacedAt: s.PlacedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(),
+	}
+	if s.CustomerID != uuid.Nil {
+		d.CustomerID = s.CustomerID.String()
+	}
+	for _, it := range s.Items {
+		d.ItemNames = append(d.ItemNames, it.Name)
+		d.SKUs = append(d.SKUs, it.SKU)
+	}
+	return d
+}
+
+// stored is one document as read by mget.
+type stored struct {
+	version int64
+	doc     searchdoc.Order
+}
+
+// mget reads the documents of ids through the alias in one request. mget is
+// real-time: it sees every acknowledged write, refreshed or not.
+func (m *Model) mget(ctx context.Context, ids []uuid.UUID, source bool) (map[uuid.UUID]stored, error) {
+	out := make(map[uuid.UUID]stored, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	svc := m.client.Mget()
+	for _, id := range ids {
+		svc.Add(elastic.NewMultiGetItem().Index(m.alias).Id(id.String()).FetchSource(elastic.NewFetchSourceContext(source)))
+	}
+	res, err := svc.Do(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("mget %d orders from %s: %w", len(ids), m.alias, err)
+	}
+	if len(res.Docs) != len(ids) {
+		return nil, fmt.Errorf("mget %d orders from %s: got %d results", len(ids), m.alias, len(res.Docs))
+	}
+	for i, d := range res.Docs {
+		if d.Error != nil {
+			return nil, fmt.Errorf("mget order %s from %s: %w", ids[i], m.alias, &elastic.Error{Status: statusOf(d.Error), Details: d.Error})
+		}
+		if !d.Found {
+			continue
+		}
+		if d.Version == nil {
+			return nil, fmt.Errorf("mget order %s from %s: no _version", ids[i], m.alias)
+		}
+		s := stored{version: *d.Version}
+		if source {
+			if err := json.Unmarshal(d.Source, &s.doc); err != nil {
+				return nil, fmt.Errorf("decode order %s: %w", ids[i], err)
+			}
+		}
+		out[ids[i]] = s
+	}
+	return out, nil
+}
+
+// statusOf maps the per-document error of an mget (which carries no status)
+// to the one Elasticsearch would answer for a single get.
+func statusOf(d *elastic.ErrorDetails) int {
+	if d.Type == "index_not_found_exception" {
+		return http.StatusNotFound
+	}
+	return http.StatusInternalServerError
+}
+
+// Transient reports failures that mean Elasticsearch (or the event store,
+// for stream types) is unreachable or overloaded, so the consumer retries
+// without end instead of dead-lettering events: connection errors, 429,
+// 5xx, and a missing index (an alias deleted by hand or a rebuild gone
+// wrong is an operator problem, not a poison event), a checkpoint update
+// that lost too many races, and an event store that is down or not yet
+// migrated.
+func (m *Model) Transient(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, elastic.ErrNoClient) || elastic.IsConnErr(err) || consumer.IsNetworkError(err) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// Stream types come from the event store: connection trouble (08),
+		// lack of resources (53), shutdown (57P) and a store that is not
+		// migrated yet (42P01, the projector started first) all pass.
+		c := pgErr.Code
+		return strings.HasPrefix(c, "08") || strings.HasPrefix(c, "53") || strings.HasPrefix(c, "57P") || c == "42P01"
+	}
+	transientStatus := func(status int, d *elastic.ErrorDetails) bool {
+		return status == http.StatusTooManyRequests || status >= 500 ||
+			(d != nil && d.Type == "index_not_found_exception")
+	}
+	var ee *elastic.Error
+	if errors.As(err, &ee) && transientStatus(ee.Status, ee.Details) {
+		return true
+	}
+	// errors.As finds only the first ItemError of a joined error; a batch
+	// is transient if any item is (the others are retried along with it).
+	var found bool
+	walk(err, func(e error) {
+		ie, ok := e.(*ItemError)
+		// A 409 on the checkpoint means replicas kept racing for it past
+		// RetryOnConflict: contention, which passes.
+		if ok && (transientStatus(ie.Status, ie.Details) || (ie.Status == http.StatusConflict && ie.Index == m.checkpointIndex)) {
+			found = true
+		}
+	})
+	return found
+}
+
+// walk calls fn on err and every error it wraps, through joins.
+func walk(err error, fn func(error)) {
+	if err == nil {
+		return
+	}
+	fn(err)
+	switch u := err.(type) {
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			walk(e, fn)
+		}
+	case interface{ Unwrap() error }:
+		walk(u.Unwrap(), fn)
+	}
+}
+
+// errorType is Elasticsearch's error type ("resource_already_exists_exception"...) of err, or "".
+func errorType(err error) string {
+	var ee *elastic.Error
+	if errors.As(err, &ee) && ee.Details != nil {
+		return ee.Details.Type
+	}
+	return ""
+}
