@@ -320,6 +320,22 @@ func (s *Store) HeadPosition(ctx context.Context) (int64, error) {
 	return head, nil
 }
 
+// CountAfter counts the events with a position above position, of the
+// given stream types (none: all). It measures a projection's lag.
+func (s *Store) CountAfter(ctx context.Context, position int64, types []events.StreamType) (int64, error) {
+	var filter []string
+	for _, t := range types {
+		filter = append(filter, string(t))
+	}
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE position > $1 AND ($2::text[] IS NULL OR stream_type = ANY($2))`,
+		position, filter).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count events after %d: %w", position, err)
+	}
+	return n, nil
+}
+
 // StreamVersion is the current version of a stream (0 when it does not exist).
 func (s *Store) StreamVersion(ctx context.Context, streamID uuid.UUID) (int64, error) {
 	var v int64

@@ -1,0 +1,122 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/escqrs/platform/internal/httpx"
+	"github.com/escqrs/platform/services/query-api/internal/model"
+)
+
+// getAccount serves GET /v1/accounts/{id} like getOrder serves orders.
+func (h *handler) getAccount(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r, "account")
+	if !ok {
+		return
+	}
+	m, ok := h.readMode(w, r)
+	if !ok {
+		return
+	}
+	if m.asOf() {
+		state, err := h.Accounts.LoadAt(r.Context(), id, m.version, timeOrZero(m.at))
+		if err != nil {
+			h.fail(w, r, err, "the event store")
+			return
+		}
+		if state.Status == "" {
+			// Not opened (yet), or the stream is not an account at all.
+			state.Version = 0
+		}
+		if detail := asOfMissing("account", id.String(), m, state.Version); detail != "" {
+			httpx.Error(w, r, http.StatusNotFound, detail)
+			return
+		}
+		a := model.AccountFromState(state)
+		a.AsOf = asOfInstant(m, state.UpdatedAt)
+		w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(a.Version, 10)))
+		httpx.WriteJSON(w, http.StatusOK, a)
+		return
+	}
+	a, found, reached, err := readAtLeast(r.Context(), h, m,
+		func(ctx context.Context) (model.Account, error) { return h.Views.Account(ctx, id) },
+		func(a model.Account) int64 { return a.Version })
+	if err != nil {
+		h.fail(w, r, err, "the accounts read model")
+		return
+	}
+	h.writeVersioned(w, r, m, a, a.Version, found, reached, "account")
+}
+
+// accountActivity serves GET /v1/accounts/{id}/activity, newest first, with
+// keyset pagination on the stream version.
+func (h *handler) accountActivity(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r, "account")
+	if !ok {
+		return
+	}
+	p := newParams(r)
+	limit := p.limit(defaultPage, maxPage)
+	before, _ := cursorParam(p, decodeVersionCursor)
+	if p.failed(w, r) {
+		return
+	}
+	rows, err := h.Views.AccountActivity(r.Context(), id, before, limit+1)
+	if errors.Is(err, model.ErrNotFound) {
+		httpx.Error(w, r, http.StatusNotFound, "no such account")
+		return
+	}
+	if err != nil {
+		h.fail(w, r, err, "the accounts read model")
+		return
+	}
+	out := page[model.Activity]{Items: rows}
+	if len(rows) > limit {
+		out.Items = rows[:limit]
+		next := encodeVersionCursor(out.Items[limit-1].Version)
+		out.NextCursor = &next
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// accountsByBalance serves GET /v1/accounts?min_balance_cents=N: accounts
+// holding at least N, richest first, ties by account id.
+func (h *handler) accountsByBalance(w http.ResponseWriter, r *http.Request) {
+	p := newParams(r)
+	if !p.has("min_balance_cents") {
+		p.add("min_balance_cents", "is required")
+	}
+	minCents := p.int64("min_balance_cents", 0, minInt64, maxInt64)
+	limit := p.limit(defaultPage, maxPage)
+	after, hasAfter := cursorParam(p, decodeBalanceCursor)
+	if p.failed(w, r) {
+		return
+	}
+	var afterKey *model.BalanceKey
+	if hasAfter {
+		afterKey = &after
+	}
+	accounts, err := h.Views.AccountsByBalance(r.Context(), minCents, afterKey, limit+1)
+	if err != nil {
+		h.fail(w, r, err, "the accounts read model")
+		return
+	}
+	out := page[model.Account]{Items: accounts}
+	if len(accounts) > limit {
+		out.Items = accounts[:limit]
+		last := out.Items[limit-1]
+		next := encodeBalanceCursor(model.BalanceKey{BalanceCents: last.BalanceCents, AccountID: last.AccountID})
+		out.NextCursor = &next
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+func timeOrZero(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
+}

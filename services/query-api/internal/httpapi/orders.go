@@ -1,0 +1,126 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/escqrs/platform/internal/domain/order"
+	"github.com/escqrs/platform/internal/httpx"
+	"github.com/escqrs/platform/services/query-api/internal/model"
+)
+
+// getOrder serves GET /v1/orders/{id}: the read model (optionally waiting
+// for ?min_version), or with ?at / ?version the state folded from the event
+// store as of that point.
+func (h *handler) getOrder(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r, "order")
+	if !ok {
+		return
+	}
+	m, ok := h.readMode(w, r)
+	if !ok {
+		return
+	}
+	if m.asOf() {
+		state, err := h.Orders.LoadAt(r.Context(), id, m.version, timeOrZero(m.at))
+		if err != nil {
+			h.fail(w, r, err, "the event store")
+			return
+		}
+		if state.Status == "" {
+			// Not placed (yet), or the stream is not an order at all.
+			state.Version = 0
+		}
+		if detail := asOfMissing("order", id.String(), m, state.Version); detail != "" {
+			httpx.Error(w, r, http.StatusNotFound, detail)
+			return
+		}
+		o := model.OrderFromState(state)
+		o.AsOf = asOfInstant(m, state.UpdatedAt)
+		w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(o.Version, 10)))
+		httpx.WriteJSON(w, http.StatusOK, o)
+		return
+	}
+	o, found, reached, err := readAtLeast(r.Context(), h, m,
+		func(ctx context.Context) (model.Order, error) { return h.Views.Order(ctx, id) },
+		func(o model.Order) int64 { return o.Version })
+	if err != nil {
+		h.fail(w, r, err, "the orders read model")
+		return
+	}
+	h.writeVersioned(w, r, m, o, o.Version, found, reached, "order")
+}
+
+// customerOrders serves GET /v1/customers/{id}/orders, newest first, with
+// keyset pagination on (placed_at, order_id).
+func (h *handler) customerOrders(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r, "customer")
+	if !ok {
+		return
+	}
+	p := newParams(r)
+	limit := p.limit(defaultPage, maxPage)
+	after, hasAfter := cursorParam(p, decodeOrderCursor)
+	if p.failed(w, r) {
+		return
+	}
+	var afterKey *model.OrderKey
+	if hasAfter {
+		afterKey = &after
+	}
+	orders, err := h.Views.CustomerOrders(r.Context(), id, afterKey, limit+1)
+	if err != nil {
+		h.fail(w, r, err, "the orders read model")
+		return
+	}
+	out := page[model.Order]{Items: orders}
+	if len(orders) > limit {
+		out.Items = orders[:limit]
+		last := out.Items[limit-1]
+		next := encodeOrderCursor(model.OrderKey{PlacedAt: last.PlacedAt, OrderID: last.OrderID})
+		out.NextCursor = &next
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// customerStats serves GET /v1/customers/{id}/stats from Redis.
+func (h *handler) customerStats(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r, "customer")
+	if !ok {
+		return
+	}
+	s, err := h.Stats.CustomerStats(r.Context(), id)
+	if errors.Is(err, model.ErrNotFound) {
+		httpx.Error(w, r, http.StatusNotFound, fmt.Sprintf("no statistics for customer %s: it has placed no order", id))
+		return
+	}
+	if err != nil {
+		h.fail(w, r, err, "the stats read model")
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, s)
+}
+
+// topCustomers serves GET /v1/customers/top: the biggest spenders.
+func (h *handler) topCustomers(w http.ResponseWriter, r *http.Request) {
+	p := newParams(r)
+	limit := p.limit(defaultTop, maxPage)
+	if p.failed(w, r) {
+		return
+	}
+	top, err := h.Stats.TopCustomers(r.Context(), limit)
+	if err != nil {
+		h.fail(w, r, err, "the stats read model")
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"items": top})
+}
+
+// orderStatuses are the values ?status= accepts.
+var orderStatuses = map[string]bool{
+	string(order.StatusPlaced): true, string(order.StatusPaid): true,
+	string(order.StatusShipped): true, string(order.StatusCancelled): true,
+}

@@ -1,0 +1,150 @@
+// Package httpapi is the query API's HTTP port: it turns GET requests into
+// reads of the read models and the event store, and failures into RFC 9457
+// problems.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/escqrs/platform/internal/domain/account"
+	"github.com/escqrs/platform/internal/domain/order"
+	"github.com/escqrs/platform/internal/httpx"
+	"github.com/escqrs/platform/pkg/events"
+	"github.com/escqrs/platform/services/query-api/internal/model"
+	"github.com/escqrs/platform/services/query-api/internal/projections"
+)
+
+// Views is projector-orders' Postgres model as the handlers read it.
+type Views interface {
+	Order(ctx context.Context, id uuid.UUID) (model.Order, error)
+	CustomerOrders(ctx context.Context, customerID uuid.UUID, after *model.OrderKey, limit int) ([]model.Order, error)
+	Account(ctx context.Context, id uuid.UUID) (model.Account, error)
+	AccountsByBalance(ctx context.Context, minCents int64, after *model.BalanceKey, limit int) ([]model.Account, error)
+	AccountActivity(ctx context.Context, id uuid.UUID, beforeVersion int64, limit int) ([]model.Activity, error)
+}
+
+// Stats is projector-stats' Redis model.
+type Stats interface {
+	CustomerStats(ctx context.Context, customerID uuid.UUID) (model.CustomerStats, error)
+	TopCustomers(ctx context.Context, limit int) ([]model.TopCustomer, error)
+}
+
+// Search is search-indexer's Elasticsearch model.
+type Search interface {
+	Search(ctx context.Context, q model.SearchQuery) (model.SearchResult, error)
+}
+
+// EventLog is the event store, read-only.
+type EventLog interface {
+	ReadStream(ctx context.Context, streamID uuid.UUID, afterVersion int64, limit int) ([]events.Envelope, error)
+}
+
+// OrderLoader folds an order stream up to a version and an instant.
+type OrderLoader interface {
+	LoadAt(ctx context.Context, id uuid.UUID, untilVersion int64, at time.Time) (order.State, error)
+}
+
+// AccountLoader folds an account stream up to a version and an instant.
+type AccountLoader interface {
+	LoadAt(ctx context.Context, id uuid.UUID, untilVersion int64, at time.Time) (account.State, error)
+}
+
+// Projections reports every projection's progress.
+type Projections interface {
+	Report(ctx context.Context) (projections.Report, error)
+}
+
+// Deps are the sources the handlers read.
+type Deps struct {
+	Views       Views
+	Stats       Stats
+	Search      Search
+	Events      EventLog
+	Orders      OrderLoader
+	Accounts    AccountLoader
+	Projections Projections
+}
+
+// Config tunes the handlers.
+type Config struct {
+	// ReadWait is the default wait of a ?min_version read.
+	ReadWait time.Duration
+	// MaxWait caps ?wait=.
+	MaxWait time.Duration
+	// PollInterval is how often a ?min_version read re-reads the model.
+	PollInterval time.Duration
+	// RetryAfter is what a 202 or 503 tells the client to wait.
+	RetryAfter time.Duration
+}
+
+type handler struct {
+	Deps
+	cfg Config
+	log *slog.Logger
+}
+
+// Page sizes.
+const (
+	defaultPage    = 20
+	maxPage        = 100
+	defaultHistory = 100
+	maxHistory     = 1000
+	defaultTop     = 10
+)
+
+// NewRouter returns the query routes plus /healthz, /readyz and /metrics.
+// Every route is a GET; unknown routes and methods get problem responses.
+func NewRouter(deps Deps, cfg Config, log *slog.Logger, health *httpx.Health, reg *prometheus.Registry) http.Handler {
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = 10 * time.Second
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 10 * time.Millisecond
+	}
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = time.Second
+	}
+	h := &handler{Deps: deps, cfg: cfg, log: log}
+	r := chi.NewRouter()
+	r.Use(httpx.NewMetrics(reg).Middleware)
+	health.Mount(r, reg)
+	r.Get("/v1/orders/{id}", h.getOrder)
+	r.Get("/v1/orders/{id}/history", h.history(events.StreamOrder))
+	r.Get("/v1/customers/top", h.topCustomers)
+	r.Get("/v1/customers/{id}/orders", h.customerOrders)
+	r.Get("/v1/customers/{id}/stats", h.customerStats)
+	r.Get("/v1/accounts", h.accountsByBalance)
+	r.Get("/v1/accounts/{id}", h.getAccount)
+	r.Get("/v1/accounts/{id}/activity", h.accountActivity)
+	r.Get("/v1/accounts/{id}/history", h.history(events.StreamAccount))
+	r.Get("/v1/search/orders", h.searchOrders)
+	r.Get("/v1/projections", h.projections)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) { httpx.Error(w, r, http.StatusNotFound, "no such route") })
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", http.MethodGet)
+		httpx.Error(w, r, http.StatusMethodNotAllowed, r.Method+" is not allowed here: the query API only reads")
+	})
+	return r
+}
+
+// page is the body of every list endpoint.
+type page[T any] struct {
+	Items      []T     `json:"items"`
+	NextCursor *string `json:"next_cursor"`
+}
+
+func (h *handler) projections(w http.ResponseWriter, r *http.Request) {
+	rep, err := h.Projections.Report(r.Context())
+	if err != nil {
+		h.fail(w, r, err, "the event store")
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, rep)
+}
