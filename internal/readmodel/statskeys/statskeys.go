@@ -84,6 +84,13 @@ const (
 	FieldEventsApplied = "events_applied"
 )
 
+// Prefixed returns the active-namespace key and the default namespace under
+// prefix (STATS_KEY_PREFIX), so that several deployments or test runs can
+// share one Redis server.
+func Prefixed(prefix string) (activeKey, defaultNamespace string) {
+	return prefix + ActiveNamespaceKey, prefix + DefaultNamespace
+}
+
 // Keys builds the keys of one namespace.
 type Keys struct{ NS string }
 

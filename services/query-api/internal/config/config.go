@@ -34,6 +34,8 @@ type Config struct {
 	PollInterval time.Duration
 	// StatsNamespaceKey is the Redis key naming the active stats namespace.
 	StatsNamespaceKey string
+	// StatsDefaultNamespace is used while StatsNamespaceKey is unset.
+	StatsDefaultNamespace string
 	// SearchAlias is the alias (or index) searched.
 	SearchAlias string
 	// SearchCheckpointIndex holds search-indexer's checkpoint document.
@@ -51,6 +53,8 @@ func FromEnv() (Config, error) {
 	// SEARCH_INDEX_PREFIX is the search indexer's setting; it shifts the
 	// default alias and checkpoint index the same way.
 	searchPrefix := env.String("SEARCH_INDEX_PREFIX", "")
+	// STATS_KEY_PREFIX is projector-stats' setting, shifting its keys alike.
+	statsKey, statsNS := statskeys.Prefixed(env.String("STATS_KEY_PREFIX", ""))
 	c := Config{
 		HTTPAddr:              env.String("HTTP_ADDR", ":8081"),
 		DatabaseURL:           env.String("DATABASE_URL", envconfig.DefaultDatabaseURL),
@@ -59,7 +63,8 @@ func FromEnv() (Config, error) {
 		LogLevel:              env.String("LOG_LEVEL", "info"),
 		ReadWait:              env.Duration("READ_WAIT", 2*time.Second),
 		PollInterval:          env.Duration("READ_POLL_INTERVAL", 10*time.Millisecond),
-		StatsNamespaceKey:     env.String("STATS_NAMESPACE_KEY", statskeys.ActiveNamespaceKey),
+		StatsNamespaceKey:     env.String("STATS_NAMESPACE_KEY", statsKey),
+		StatsDefaultNamespace: statsNS,
 		SearchAlias:           env.String("SEARCH_ALIAS", searchPrefix+searchdoc.Alias),
 		SearchCheckpointIndex: env.String("SEARCH_CHECKPOINT_INDEX", searchPrefix+searchdoc.CheckpointIndex),
 		LagInterval:           env.Duration("PROJECTION_LAG_INTERVAL", 15*time.Second),

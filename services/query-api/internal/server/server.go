@@ -85,7 +85,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	store := eventstore.New(storePool)
 	aggMetrics := aggregate.NewMetrics(s.registry)
 	views := pgread.New(viewPool)
-	stats := statsread.New(s.rdb, cfg.StatsNamespaceKey)
+	stats := statsread.NewWithDefault(s.rdb, cfg.StatsNamespaceKey, cfg.StatsDefaultNamespace)
 	search := searchread.New(s.es, cfg.SearchAlias, cfg.SearchCheckpointIndex)
 	s.monitor = projections.NewMonitor(store, []projections.Source{
 		{Name: ordersdb.Projection, Checkpoint: func(ctx context.Context) (model.Checkpoint, error) {

@@ -22,15 +22,22 @@ import (
 type Reader struct {
 	rdb   *redis.Client
 	nsKey string
+	// defaultNS is the namespace while nsKey is unset.
+	defaultNS string
 }
 
 // New returns a Reader that resolves the active namespace from nsKey
 // (normally statskeys.ActiveNamespaceKey; tests point it at their own key).
 func New(rdb *redis.Client, nsKey string) *Reader {
+	return NewWithDefault(rdb, nsKey, statskeys.DefaultNamespace)
+}
+
+// NewWithDefault is New with the namespace used while nsKey is unset.
+func NewWithDefault(rdb *redis.Client, nsKey, defaultNS string) *Reader {
 	if nsKey == "" {
 		nsKey = statskeys.ActiveNamespaceKey
 	}
-	return &Reader{rdb: rdb, nsKey: nsKey}
+	return &Reader{rdb: rdb, nsKey: nsKey, defaultNS: defaultNS}
 }
 
 // Keys resolves the active namespace (statskeys.DefaultNamespace when the
@@ -38,7 +45,7 @@ func New(rdb *redis.Client, nsKey string) *Reader {
 func (r *Reader) Keys(ctx context.Context) (statskeys.Keys, error) {
 	ns, err := r.rdb.Get(ctx, r.nsKey).Result()
 	if errors.Is(err, redis.Nil) || (err == nil && ns == "") {
-		return statskeys.Keys{NS: statskeys.DefaultNamespace}, nil
+		return statskeys.Keys{NS: r.defaultNS}, nil
 	}
 	if err != nil {
 		return statskeys.Keys{}, fmt.Errorf("read active stats namespace %s: %w", r.nsKey, err)
