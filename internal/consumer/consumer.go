@@ -135,6 +135,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	stopAfter := context.AfterFunc(ctx, func() { time.AfterFunc(c.cfg.ShutdownTimeout, stopWork) })
 	defer stopAfter()
 	go c.reportLag(ctx)
+	backoff := 100 * time.Millisecond
 	for {
 		msgs, err := c.fetchBatch(ctx)
 		if len(msgs) > 0 {
@@ -142,12 +143,23 @@ func (c *Consumer) Run(ctx context.Context) error {
 				return perr
 			}
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("fetch from %v: %w", c.cfg.Topics, err)
+		if err == nil {
+			backoff = 100 * time.Millisecond
+			continue
 		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		// Fetch errors (a leader moving, a rebalance, a broker restart) are
+		// the bus's to heal: the reader reconnects, and nothing was
+		// committed past what was applied, so waiting loses nothing.
+		c.log.Warn("fetch failed, retrying", "topics", c.cfg.Topics, "error", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, c.cfg.MaxBackoff)
 	}
 }
 
