@@ -59,7 +59,7 @@ func (a *Admin) start(w http.ResponseWriter, r *http.Request, what string, job f
 	}
 	a.tracker.update(func(p *Progress) { *p = Progress{Phase: "starting"} })
 	go func() {
-		a.log.Info(what+" started")
+		a.log.Info(what + " started")
 		if err := job(a.ctx); err != nil {
 			a.log.Error(what+" failed", "error", err)
 			return

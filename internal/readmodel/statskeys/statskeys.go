@@ -18,7 +18,15 @@ import "time"
 const ActiveNamespaceKey = "stats:active-namespace"
 
 // DefaultNamespace is used until a rebuild has switched namespaces.
+// Rebuilds name the namespaces they fill s2, s3, ... (under the same
+// prefix as ActiveNamespaceKey).
 const DefaultNamespace = "s1"
+
+// RebuildLockKey holds a lease (a random token with a time to live) while a
+// rebuild fills a namespace, switches to it and deletes the old one, so that
+// two rebuilds of one deployment never run at once. Only projector-stats
+// uses it; it takes the same prefix as ActiveNamespaceKey.
+const RebuildLockKey = "stats:rebuild-lock"
 
 // Projection is this read model's name in GET /v1/projections.
 const Projection = "stats"

@@ -219,7 +219,61 @@ func (m *Model) Apply(ctx context.Context, evs []events.Envelope) error {
 	if err != nil {
 		return fmt.Errorf("bulk write %d order documents: %w", bulk.NumberOfActions()-1, err)
 	}
-	return m.checkBulk(res)
+	if err := m.checkBulk(res); err != nil {
+		return err
+	}
+	return m.checkDeleted(ctx, conflicts(res, m.checkpointIndex))
+}
+
+// ErrDeleted means a write was refused (409) for a document that does not
+// exist: it was deleted (by hand) and Elasticsearch still keeps the deleted
+// version, one above the last indexed one, for index.gc_deletes (60s by
+// default), refusing any lower external version. Treating that 409 as "a
+// newer version is stored" would lose the document silently, so the model
+// reports it instead; it is transient: once the tombstone is pruned, a
+// retry writes the document again from the stream's full history.
+var ErrDeleted = errors.New("order document deleted in the index; its tombstone refuses the write until index.gc_deletes passes")
+
+// checkDeleted reads the documents whose write was refused with 409 and
+// fails if any is absent. A 409 is rare (replicas overlapping, a rebuild's
+// catch-up), so the extra real-time mget costs nothing in the common case.
+func (m *Model) checkDeleted(ctx context.Context, ids []uuid.UUID) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	docs, err := mgetDocs(ctx, m.client, m.alias, ids, false)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for _, id := range ids {
+		if _, ok := docs[id]; !ok {
+			missing = append(missing, id.String())
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("orders %s: %w", strings.Join(missing, ", "), ErrDeleted)
+	}
+	return nil
+}
+
+// conflicts returns the ids of the order documents whose index action was
+// refused with 409.
+func conflicts(res *elastic.BulkResponse, checkpointIndex string) []uuid.UUID {
+	if !res.Errors {
+		return nil
+	}
+	var ids []uuid.UUID
+	for _, item := range res.Items {
+		r, ok := item["index"]
+		if !ok || r.Status != http.StatusConflict || r.Index == checkpointIndex {
+			continue
+		}
+		if id, err := uuid.Parse(r.Id); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // checkpointUpdate raises the checkpoint's position (never lowers it: a
@@ -243,6 +297,12 @@ ctx._source.updated_at = params.updated_at;`).
 // document means that version or a newer one is already stored, which is
 // the outcome this write wanted.
 func (m *Model) checkBulk(res *elastic.BulkResponse) error {
+	return bulkError(res, m.checkpointIndex)
+}
+
+// bulkError is checkBulk for any index: a 409 on an index action outside
+// checkpointIndex is success.
+func bulkError(res *elastic.BulkResponse, checkpointIndex string) error {
 	if !res.Errors {
 		return nil
 	}
@@ -252,7 +312,7 @@ func (m *Model) checkBulk(res *elastic.BulkResponse) error {
 			if r.Error == nil && r.Status < 300 {
 				continue
 			}
-			if r.Status == http.StatusConflict && r.Index != m.checkpointIndex && action == "index" {
+			if r.Status == http.StatusConflict && r.Index != checkpointIndex && action == "index" {
 				continue
 			}
 			errs = append(errs, &ItemError{Index: r.Index, ID: r.Id, Status: r.Status, Details: r.Error})
@@ -355,30 +415,35 @@ type stored struct {
 // mget reads the documents of ids through the alias in one request. mget is
 // real-time: it sees every acknowledged write, refreshed or not.
 func (m *Model) mget(ctx context.Context, ids []uuid.UUID, source bool) (map[uuid.UUID]stored, error) {
+	return mgetDocs(ctx, m.client, m.alias, ids, source)
+}
+
+// mgetDocs reads the documents of ids from index (or alias) in one request.
+func mgetDocs(ctx context.Context, client *elastic.Client, index string, ids []uuid.UUID, source bool) (map[uuid.UUID]stored, error) {
 	out := make(map[uuid.UUID]stored, len(ids))
 	if len(ids) == 0 {
 		return out, nil
 	}
-	svc := m.client.Mget()
+	svc := client.Mget()
 	for _, id := range ids {
-		svc.Add(elastic.NewMultiGetItem().Index(m.alias).Id(id.String()).FetchSource(elastic.NewFetchSourceContext(source)))
+		svc.Add(elastic.NewMultiGetItem().Index(index).Id(id.String()).FetchSource(elastic.NewFetchSourceContext(source)))
 	}
 	res, err := svc.Do(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("mget %d orders from %s: %w", len(ids), m.alias, err)
+		return nil, fmt.Errorf("mget %d orders from %s: %w", len(ids), index, err)
 	}
 	if len(res.Docs) != len(ids) {
-		return nil, fmt.Errorf("mget %d orders from %s: got %d results", len(ids), m.alias, len(res.Docs))
+		return nil, fmt.Errorf("mget %d orders from %s: got %d results", len(ids), index, len(res.Docs))
 	}
 	for i, d := range res.Docs {
 		if d.Error != nil {
-			return nil, fmt.Errorf("mget order %s from %s: %w", ids[i], m.alias, &elastic.Error{Status: statusOf(d.Error), Details: d.Error})
+			return nil, fmt.Errorf("mget order %s from %s: %w", ids[i], index, &elastic.Error{Status: statusOf(d.Error), Details: d.Error})
 		}
 		if !d.Found {
 			continue
 		}
 		if d.Version == nil {
-			return nil, fmt.Errorf("mget order %s from %s: no _version", ids[i], m.alias)
+			return nil, fmt.Errorf("mget order %s from %s: no _version", ids[i], index)
 		}
 		s := stored{version: *d.Version}
 		if source {
@@ -404,14 +469,15 @@ func statusOf(d *elastic.ErrorDetails) int {
 // for stream types) is unreachable or overloaded, so the consumer retries
 // without end instead of dead-lettering events: connection errors, 429,
 // 5xx, and a missing index (an alias deleted by hand or a rebuild gone
-// wrong is an operator problem, not a poison event), a checkpoint update
+// wrong is an operator problem, not a poison event), a document deleted by
+// hand whose tombstone still refuses writes (ErrDeleted), a checkpoint update
 // that lost too many races, and an event store that is down or not yet
 // migrated.
 func (m *Model) Transient(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.Is(err, elastic.ErrNoClient) || elastic.IsConnErr(err) || consumer.IsNetworkError(err) {
+	if errors.Is(err, elastic.ErrNoClient) || elastic.IsConnErr(err) || consumer.IsNetworkError(err) || errors.Is(err, ErrDeleted) {
 		return true
 	}
 	var pgErr *pgconn.PgError
