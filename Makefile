@@ -8,7 +8,7 @@ GO       ?= go
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 
 .PHONY: all build run stop status logs test test-unit test-integration test-deploy lint vet fmt staticcheck \
-        stack-up stack-down stack-status stack-reset bench-append load clean
+        stack-up stack-down stack-status stack-reset bench-append bench-load bench-latency clean
 
 all: build
 
@@ -67,6 +67,14 @@ stack-reset:
 ## bench-append: store and HTTP append throughput beside a raw Postgres INSERT baseline
 bench-append: stack-up
 	$(GO) run ./cmd/bench-append
+
+## bench-load: load a 1,000,000-event account with and without a snapshot
+bench-load: stack-up
+	$(GO) run ./cmd/bench-load
+
+## bench-latency: steady load against `make run`; 201 -> visible latency per read model
+bench-latency:
+	$(GO) run ./cmd/bench-latency $(ARGS)
 
 clean:
 	rm -rf $(BIN)
