@@ -119,7 +119,13 @@ func New(cfg Config, handler BatchHandler, log *slog.Logger, m *Metrics) *Consum
 	if m == nil {
 		m = NewMetrics(prometheus.NewRegistry(), cfg.GroupID)
 	}
-	return &Consumer{cfg: cfg, reader: reader, dlq: kafkautil.NewWriter(cfg.Brokers), handler: handler, log: log, m: m}
+	// The DLQ writer has its own transport with a short metadata TTL: the
+	// default one caches topic metadata for 6s, so a DLQ topic created
+	// moments before would look missing for every retry.
+	dlq := kafkautil.NewWriter(cfg.Brokers)
+	dlq.Transport = &kafka.Transport{MetadataTTL: time.Second}
+	dlq.AllowAutoTopicCreation = true
+	return &Consumer{cfg: cfg, reader: reader, dlq: dlq, handler: handler, log: log, m: m}
 }
 
 // Run consumes until ctx ends. On cancellation the batch in hand is finished
@@ -290,7 +296,7 @@ func (c *Consumer) deadLetter(ctx context.Context, m kafka.Message, cause error)
 	)
 	dlq := kafkautil.DLQ(m.Topic)
 	var err error
-	for attempt := 0; attempt < 5; attempt++ {
+	for attempt := 0; attempt < 8; attempt++ {
 		err = c.dlq.WriteMessages(ctx, kafka.Message{Topic: dlq, Key: m.Key, Value: m.Value, Headers: headers})
 		if err == nil {
 			c.m.dlq.Inc()

@@ -1,0 +1,53 @@
+// Command projector-orders consumes the order and account events and keeps
+// the Postgres read models the query API serves: orders_view (with the
+// per-customer order lists), accounts_balance and account_activity.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/escqrs/platform/internal/envconfig"
+	"github.com/escqrs/platform/internal/httpx"
+	"github.com/escqrs/platform/internal/obs"
+	"github.com/escqrs/platform/internal/projector"
+	"github.com/escqrs/platform/internal/readmodel/ordersdb"
+	"github.com/escqrs/platform/services/projector-orders/internal/ordersmodel"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "projector-orders:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var env envconfig.Reader
+	cfg := projector.ConfigFromEnv(&env, "projector-orders", ":9101")
+	if err := env.Err(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	log := obs.NewLogger("projector-orders", cfg.LogLevel)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	// The read models live in the event store's database, each with its own
+	// migrations table; the migration lock makes concurrent replicas safe.
+	if err := ordersdb.Migrate(cfg.DatabaseURL); err != nil {
+		return fmt.Errorf("migrate read models: %w", err)
+	}
+	deps, err := projector.Open(ctx, cfg, obs.NewRegistry())
+	if err != nil {
+		return err
+	}
+	defer deps.Close()
+	log.Info("starting", "group", cfg.GroupID, "http_addr", cfg.HTTPAddr)
+	return projector.Run(ctx, cfg, log, deps, ordersmodel.New(deps.Pool), map[string]httpx.Check{}, nil)
+}
