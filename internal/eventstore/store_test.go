@@ -216,9 +216,10 @@ func TestReadAllNeverSkipsLateCommits(t *testing.T) {
 			}
 		}()
 	}
-	writersDone := make(chan struct{})
-	go func() { wg.Wait(); close(writersDone) }()
-
+	// The reader polls until it has every event or the deadline passes. The
+	// horizon is cluster-wide (writers in other databases hold it back too),
+	// so an empty read does not mean nothing is left: only that nothing is
+	// safe to read yet.
 	seen := make(map[uuid.UUID]bool, total)
 	lastVersion := map[uuid.UUID]int64{}
 	var cursor eventstore.Cursor
@@ -246,15 +247,6 @@ func TestReadAllNeverSkipsLateCommits(t *testing.T) {
 		cursor = next
 		if len(batch) == 0 {
 			select {
-			case <-writersDone:
-				// Writers are finished: one more empty read means nothing is left.
-				more, _, err := s.ReadAll(ctx, cursor, 1)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(more) == 0 && len(seen) < total {
-					t.Fatalf("reader saw %d of %d events after writers finished", len(seen), total)
-				}
 			case <-ctx.Done():
 				t.Fatalf("timed out having seen %d of %d", len(seen), total)
 			case <-time.After(time.Millisecond):
