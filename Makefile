@@ -7,7 +7,7 @@ BIN      := bin
 GO       ?= go
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 
-.PHONY: all build run stop status logs test test-unit test-integration test-deploy lint vet fmt staticcheck \
+.PHONY: all build run stop status logs test test-unit test-chaos test-deploy lint vet fmt staticcheck \
         stack-up stack-down stack-status stack-reset bench-append bench-load bench-latency clean
 
 all: build
@@ -32,7 +32,12 @@ status:
 ## test: every test — unit, integration and end-to-end on the real engines, and the deployment checks
 test: stack-up vet
 	$(GO) test -count=1 -p 2 -timeout 20m ./...
+	$(MAKE) test-chaos
 	$(MAKE) test-deploy
+
+## test-chaos: tests that stop and restart an engine; they run alone, after the others
+test-chaos: stack-up
+	$(GO) test -count=1 -p 1 -tags chaos -run 'Outage' ./services/command-api/internal/server/
 
 test-unit:
 	$(GO) test -count=1 -short ./pkg/... ./internal/domain/...
