@@ -137,8 +137,6 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 }
 
-var errNotLeader = errors.New("relay lock held by another replica")
-
 // lead holds one dedicated connection for the advisory lock and LISTEN, and
 // publishes while the connection lives.
 func (r *Relay) lead(ctx context.Context) error {
