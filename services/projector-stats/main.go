@@ -1,6 +1,11 @@
 // Command projector-stats consumes the order and account topics into the
 // Redis stats read model: per-customer order statistics, a live balance
 // cache and a top-customers sorted set (layout: internal/readmodel/statskeys).
+//
+// Without arguments it runs the projector, with POST /admin/rebuild, POST
+// /admin/replay?from_position=P and GET /admin/rebuild on HTTP_ADDR.
+// `projector-stats rebuild` and `projector-stats replay --from-position P`
+// do the same from the command line and exit when done.
 package main
 
 import (
@@ -17,17 +22,27 @@ import (
 	"github.com/escqrs/platform/internal/projector"
 	"github.com/escqrs/platform/internal/readmodel/statskeys"
 	"github.com/escqrs/platform/services/projector-stats/internal/config"
+	"github.com/escqrs/platform/services/projector-stats/internal/rebuilder"
 	"github.com/escqrs/platform/services/projector-stats/internal/statsmodel"
 )
 
 func main() {
-	if err := run(); err != nil {
+	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "projector-stats:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
+func run(args []string) error {
+	command := "serve"
+	if len(args) > 0 {
+		command = args[0]
+	}
+	switch command {
+	case "serve", "rebuild", "replay":
+	default:
+		return fmt.Errorf("unknown command %q\n%s", command, rebuilder.Usage)
+	}
 	cfg, err := config.FromEnv()
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -48,6 +63,10 @@ func run() error {
 	defer deps.Close()
 	rdb := redis.NewClient(redisOpts)
 	defer rdb.Close()
+	rb := rebuilder.New(deps.Store, rdb, cfg.KeyPrefix, log)
+	if command != "serve" {
+		return rebuilder.Command(ctx, rb, args, os.Stdout)
+	}
 
 	// projection_lag_events is exported by the query API, which sees every
 	// projection; this process reports its consumer lag.
@@ -55,5 +74,5 @@ func run() error {
 
 	checks := map[string]httpx.Check{"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() }}
 	log.Info("projector-stats starting", "http_addr", cfg.Projector.HTTPAddr, "redis", redisOpts.Addr)
-	return projector.Run(ctx, cfg.Projector, log, deps, model, checks, nil)
+	return projector.Run(ctx, cfg.Projector, log, deps, model, checks, rb.Admin(ctx).Mount)
 }
