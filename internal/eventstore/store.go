@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -286,29 +287,88 @@ type Cursor struct {
 // transaction that might precede it has ended, so a reader that resumes from
 // the returned cursor never misses an event that committed late.
 func (s *Store) ReadAll(ctx context.Context, after Cursor, limit int) ([]events.Envelope, Cursor, error) {
-	rows, err := s.pool.Query(ctx, `SELECT transaction_id::text::bigint, `+selectColumns+` FROM events
+	rows, err := s.pool.Query(ctx, `SELECT transaction_id::text::bigint, position, event_id, stream_type, stream_id, version, type,
+			schema_version, data, metadata, occurred_at, recorded_at FROM events
 		WHERE (transaction_id, position) > ($1::text::xid8, $2)
 		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
 		ORDER BY transaction_id, position LIMIT $3`, strconv.FormatUint(after.TransactionID, 10), after.Position, limit)
 	if err != nil {
 		return nil, after, fmt.Errorf("read all after %+v: %w", after, err)
 	}
-	next := after
-	var out []events.Envelope
+	var (
+		raw  []rawEvent
+		txid uint64
+	)
 	for rows.Next() {
-		var txid uint64
-		env, err := s.scan(rows, &txid)
-		if err != nil {
+		var r rawEvent
+		if err := rows.Scan(&txid, &r.position, &r.eventID, &r.streamType, &r.streamID, &r.version, &r.typ,
+			&r.schemaVersion, &r.data, &r.metadata, &r.occurredAt, &r.recordedAt); err != nil {
 			rows.Close()
 			return nil, after, fmt.Errorf("read all after %+v: %w", after, err)
 		}
-		out = append(out, env)
-		next = Cursor{TransactionID: txid, Position: env.Position}
+		raw = append(raw, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, after, fmt.Errorf("read all after %+v: %w", after, err)
 	}
-	return out, next, nil
+	if len(raw) == 0 {
+		return nil, after, nil
+	}
+	out, err := s.decodeAll(raw)
+	if err != nil {
+		return nil, after, fmt.Errorf("read all after %+v: %w", after, err)
+	}
+	return out, Cursor{TransactionID: txid, Position: raw[len(raw)-1].position}, nil
+}
+
+// rawEvent is a row whose payload and metadata are not decoded yet.
+type rawEvent struct {
+	position, version      int64
+	eventID, streamID      uuid.UUID
+	streamType, typ        string
+	schemaVersion          int
+	data, metadata         []byte
+	occurredAt, recordedAt time.Time
+}
+
+// decodeAll decodes rows on several goroutines: JSON decoding, not the
+// database, bounds how fast the relay and rebuilds can read the store.
+func (s *Store) decodeAll(raw []rawEvent) ([]events.Envelope, error) {
+	out := make([]events.Envelope, len(raw))
+	workers := min(decodeWorkers, (len(raw)+255)/256)
+	chunk := (len(raw) + workers - 1) / workers
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		lo, hi := w*chunk, min((w+1)*chunk, len(raw))
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				r := raw[i]
+				payload, err := s.registry.Decode(r.typ, r.schemaVersion, r.data)
+				if err != nil {
+					errs[w] = fmt.Errorf("event %d: %w", r.position, err)
+					return
+				}
+				e := events.Envelope{EventID: r.eventID, StreamType: events.StreamType(r.streamType), StreamID: r.streamID,
+					Version: r.version, Position: r.position, Type: r.typ, SchemaVersion: s.registry.CurrentVersion(r.typ),
+					OccurredAt: r.occurredAt.UTC(), RecordedAt: r.recordedAt.UTC(), Data: payload}
+				if len(r.metadata) > 2 { // "{}" carries nothing
+					if err := json.Unmarshal(r.metadata, &e.Metadata); err != nil {
+						errs[w] = fmt.Errorf("event %d metadata: %w", r.position, err)
+						return
+					}
+				}
+				out[i] = e
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // HeadPosition is the highest position stored (0 when empty).
