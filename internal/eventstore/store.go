@@ -287,11 +287,14 @@ type Cursor struct {
 // transaction that might precede it has ended, so a reader that resumes from
 // the returned cursor never misses an event that committed late.
 func (s *Store) ReadAll(ctx context.Context, after Cursor, limit int) ([]events.Envelope, Cursor, error) {
+	// ORDER BY names the table's columns: the bare name would resolve to
+	// the converted output column and forgo the (transaction_id, position)
+	// index, sorting everything after the cursor on every call.
 	rows, err := s.pool.Query(ctx, `SELECT transaction_id::text::bigint, position, event_id, stream_type, stream_id, version, type,
 			schema_version, data, metadata, occurred_at, recorded_at FROM events
 		WHERE (transaction_id, position) > ($1::text::xid8, $2)
 		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-		ORDER BY transaction_id, position LIMIT $3`, strconv.FormatUint(after.TransactionID, 10), after.Position, limit)
+		ORDER BY events.transaction_id, events.position LIMIT $3`, strconv.FormatUint(after.TransactionID, 10), after.Position, limit)
 	if err != nil {
 		return nil, after, fmt.Errorf("read all after %+v: %w", after, err)
 	}

@@ -140,7 +140,11 @@ func run(ctx context.Context, store Store, target Target, tr *Tracker, opts Opti
 		return err
 	}
 	tr.update(func(p *Progress) { p.Total = total })
-	cursor, err := drain(ctx, store, eventstore.Cursor{}, target.Fill(), tr, opts)
+	// The fill reads at least every event committed when it started: a
+	// transaction still open somewhere in the cluster can hide them for a
+	// while, and swapping in a model that is behind what the old one shows
+	// would make queries go back in time.
+	cursor, err := drain(ctx, store, eventstore.Cursor{}, target.Fill(), tr, opts, total)
 	if err != nil {
 		return fmt.Errorf("fill: %w", err)
 	}
@@ -149,7 +153,10 @@ func run(ctx context.Context, store Store, target Target, tr *Tracker, opts Opti
 		return fmt.Errorf("swap: %w", err)
 	}
 	before := tr.update(func(p *Progress) { p.Phase, p.SwappedAt = "catching-up", time.Now() }).Events
-	if _, err := drain(ctx, store, cursor, target.Live(), tr, opts); err != nil {
+	// The catch-up may stop at the first empty read: whatever is not readable
+	// yet has not been published either, and reaches the new model through
+	// the live projector.
+	if _, err := drain(ctx, store, cursor, target.Live(), tr, opts, 0); err != nil {
 		return fmt.Errorf("catch up after swap: %w", err)
 	}
 	tr.update(func(p *Progress) { p.CaughtUpAfter = p.Events - before })
@@ -165,7 +172,7 @@ func Replay(ctx context.Context, store Store, live Sink, from int64, tr *Tracker
 	total, err := store.CountAfter(ctx, from, opts.StreamTypes)
 	if err == nil {
 		tr.update(func(p *Progress) { p.Total = total })
-		_, err = drain(ctx, store, eventstore.Cursor{}, positionFilter{live, from}, tr, opts)
+		_, err = drain(ctx, store, eventstore.Cursor{}, positionFilter{live, from}, tr, opts, 0)
 	}
 	tr.update(func(p *Progress) {
 		p.FinishedAt = time.Now()
@@ -199,8 +206,10 @@ func (f positionFilter) HandleBatch(ctx context.Context, batch []events.Envelope
 	return f.next.HandleBatch(ctx, kept)
 }
 
-// drain reads from cursor until the store has nothing more and feeds sink.
-func drain(ctx context.Context, store Store, cursor eventstore.Cursor, sink Sink, tr *Tracker, opts Options) (eventstore.Cursor, error) {
+// drain reads from cursor and feeds sink until a read comes back empty and
+// at least atLeast events (of the wanted types) have been read.
+func drain(ctx context.Context, store Store, cursor eventstore.Cursor, sink Sink, tr *Tracker, opts Options, atLeast int64) (eventstore.Cursor, error) {
+	var read int64
 	wanted := map[events.StreamType]bool{}
 	for _, t := range opts.StreamTypes {
 		wanted[t] = true
@@ -212,7 +221,15 @@ func drain(ctx context.Context, store Store, cursor eventstore.Cursor, sink Sink
 			return cursor, err
 		}
 		if len(batch) == 0 {
-			return cursor, nil
+			if read >= atLeast {
+				return cursor, nil
+			}
+			select { // hidden behind an open transaction: wait for it to end
+			case <-ctx.Done():
+				return cursor, ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
 		}
 		kept := batch
 		if len(wanted) > 0 {
@@ -228,6 +245,7 @@ func drain(ctx context.Context, store Store, cursor eventstore.Cursor, sink Sink
 				return cursor, err
 			}
 		}
+		read += int64(len(kept))
 		cursor = next
 		p := tr.update(func(p *Progress) {
 			p.Events += int64(len(kept))

@@ -1,5 +1,8 @@
 // Command search-indexer is the projector that keeps the Elasticsearch
-// "orders" index (searchdoc) in step with the order events on Kafka.
+// "orders" index (searchdoc) in step with the order events on Kafka. Its
+// one-shot commands rebuild the index from the event store and swap it in
+// (`search-indexer rebuild`), or replay the store into the live index from a
+// position (`search-indexer replay --from-position P`).
 package main
 
 import (
@@ -8,12 +11,15 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/escqrs/platform/internal/httpx"
 	"github.com/escqrs/platform/internal/obs"
 	"github.com/escqrs/platform/internal/projector"
+	"github.com/escqrs/platform/internal/rebuild"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/search-indexer/internal/config"
+	"github.com/escqrs/platform/services/search-indexer/internal/rebuilder"
 	"github.com/escqrs/platform/services/search-indexer/internal/searchmodel"
 )
 
@@ -25,6 +31,10 @@ func main() {
 }
 
 func run() error {
+	cmd, err := rebuilder.ParseCommand(os.Args[1:])
+	if err != nil {
+		return err
+	}
 	cfg, err := config.FromEnv()
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -39,21 +49,28 @@ func run() error {
 	}
 	defer es.Stop()
 	names := searchmodel.PrefixedNames(cfg.IndexPrefix)
+	deps, err := projector.Open(ctx, cfg.Projector, obs.NewRegistry())
+	if err != nil {
+		return err
+	}
+	defer deps.Close()
+
+	if cmd.Name != rebuilder.Serve {
+		reb := rebuilder.New(es, deps.Store, names, log, rebuilder.Options{Report: rebuild.PrintProgress(os.Stdout)})
+		return reb.Execute(ctx, cmd)
+	}
 	if err := searchmodel.WaitEnsureIndices(ctx, log, es, names); err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while Elasticsearch was still down
 		}
 		return fmt.Errorf("prepare indices: %w", err)
 	}
-	deps, err := projector.Open(ctx, cfg.Projector, obs.NewRegistry())
-	if err != nil {
-		return err
-	}
-	defer deps.Close()
 	model := searchmodel.New(es, names.Alias, names.CheckpointIndex)
 	checks := map[string]httpx.Check{
 		"elasticsearch": func(ctx context.Context) error { return searchmodel.Ready(ctx, es) },
 	}
+	reb := rebuilder.New(es, deps.Store, names, log, rebuilder.Options{Report: rebuilder.LogProgress(log, 10*time.Second)})
+	admin := rebuild.NewAdmin(ctx, log, reb.Rebuild, reb.Replay)
 	// Only orders are indexed, so only the order topic is consumed.
-	return projector.Run(ctx, cfg.Projector, log, deps, model, checks, nil, events.StreamOrder)
+	return projector.Run(ctx, cfg.Projector, log, deps, model, checks, admin.Mount, events.StreamOrder)
 }

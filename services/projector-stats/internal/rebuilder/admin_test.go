@@ -44,7 +44,13 @@ func TestAdminEndpoint(t *testing.T) {
 			t.Fatalf("POST %s while running: %d %v, want 409", path, code, body)
 		}
 	}
-	code, body = call(t, http.MethodGet, srv.URL+"/admin/rebuild")
+	// The job starts on its own goroutine: "starting" until it runs.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		code, body = call(t, http.MethodGet, srv.URL+"/admin/rebuild")
+		if body["phase"] != "starting" || time.Now().After(deadline) {
+			break
+		}
+	}
 	if code != http.StatusOK || body["phase"] != "filling" {
 		t.Fatalf("GET while waiting for the lease: %d %v, want phase filling", code, body)
 	}
