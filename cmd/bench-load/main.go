@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"runtime/pprof"
 	"slices"
@@ -29,6 +28,7 @@ import (
 	"github.com/escqrs/platform/internal/aggregate"
 	"github.com/escqrs/platform/internal/domain/account"
 	"github.com/escqrs/platform/internal/envconfig"
+	"github.com/escqrs/platform/internal/pgadmin"
 	"github.com/escqrs/platform/internal/eventstore"
 )
 
@@ -47,7 +47,7 @@ func run() error {
 	ctx := context.Background()
 	var env envconfig.Reader
 	base := env.String("DATABASE_URL", envconfig.DefaultDatabaseURL)
-	dbURL, drop, err := freshDatabase(ctx, base, "bench_load")
+	dbURL, drop, err := pgadmin.FreshDatabase(ctx, base, "bench_load")
 	if err != nil {
 		return err
 	}
@@ -146,23 +146,4 @@ func writeStream(ctx context.Context, pool *pgxpool.Pool, id uuid.UUID, n int) e
 	}
 	_, err = pool.Exec(ctx, "ANALYZE events")
 	return err
-}
-
-func freshDatabase(ctx context.Context, base, name string) (string, func(), error) {
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		return "", nil, fmt.Errorf("connect: %w", err)
-	}
-	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-		return "", nil, err
-	}
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", nil, err
-	}
-	u, _ := url.Parse(base)
-	u.Path = "/" + name
-	return u.String(), func() {
-		_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-		admin.Close(context.Background())
-	}, nil
 }

@@ -21,7 +21,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -30,10 +29,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/escqrs/platform/internal/envconfig"
+	"github.com/escqrs/platform/internal/pgadmin"
 	"github.com/escqrs/platform/internal/eventstore"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/command-api/internal/config"
@@ -62,7 +61,7 @@ func run() error {
 	ctx := context.Background()
 	var env envconfig.Reader
 	base := env.String("DATABASE_URL", envconfig.DefaultDatabaseURL)
-	dbURL, drop, err := freshDatabase(ctx, base, "bench_append")
+	dbURL, drop, err := pgadmin.FreshDatabase(ctx, base, "bench_append")
 	if err != nil {
 		return err
 	}
@@ -91,7 +90,7 @@ func run() error {
 	}
 	defer stopAPI()
 
-	fmt.Printf("append throughput, %s per figure, PostgreSQL at %s\n\n", *duration, redact(base))
+	fmt.Printf("append throughput, %s per figure, PostgreSQL at %s\n\n", *duration, pgadmin.Redact(base))
 	fmt.Printf("%-12s %14s %14s %8s %14s %8s\n", "concurrency", "raw INSERT/s", "store ev/s", "store%", "HTTP cmd/s", "HTTP%")
 	for _, c := range conc {
 		raw := measure(ctx, c, *duration, rawInsert(pool))
@@ -218,32 +217,4 @@ func startAPI(ctx context.Context, dbURL string) (string, func(), error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return base, func() { cancel(); <-done }, nil
-}
-
-// freshDatabase (re)creates database name on base's server.
-func freshDatabase(ctx context.Context, base, name string) (string, func(), error) {
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		return "", nil, fmt.Errorf("connect %s: %w", redact(base), err)
-	}
-	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-		return "", nil, err
-	}
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", nil, err
-	}
-	u, _ := url.Parse(base)
-	u.Path = "/" + name
-	return u.String(), func() {
-		_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-		admin.Close(context.Background())
-	}, nil
-}
-
-func redact(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return "?"
-	}
-	return p.Redacted()
 }
