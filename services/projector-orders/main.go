@@ -1,6 +1,11 @@
 // Command projector-orders consumes the order and account events and keeps
 // the Postgres read models the query API serves: orders_view (with the
 // per-customer order lists), accounts_balance and account_activity.
+//
+// Without arguments it runs the projector, with POST /admin/rebuild, POST
+// /admin/replay?from_position=P and GET /admin/rebuild on HTTP_ADDR.
+// `projector-orders rebuild` and `projector-orders replay --from-position P`
+// do the same from the command line and exit when done.
 package main
 
 import (
@@ -16,16 +21,26 @@ import (
 	"github.com/escqrs/platform/internal/projector"
 	"github.com/escqrs/platform/internal/readmodel/ordersdb"
 	"github.com/escqrs/platform/services/projector-orders/internal/ordersmodel"
+	"github.com/escqrs/platform/services/projector-orders/internal/rebuilder"
 )
 
 func main() {
-	if err := run(); err != nil {
+	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "projector-orders:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
+func run(args []string) error {
+	command := "serve"
+	if len(args) > 0 {
+		command = args[0]
+	}
+	switch command {
+	case "serve", "rebuild", "replay":
+	default:
+		return fmt.Errorf("unknown command %q\n%s", command, rebuilder.Usage)
+	}
 	var env envconfig.Reader
 	cfg := projector.ConfigFromEnv(&env, "projector-orders", ":9101")
 	if err := env.Err(); err != nil {
@@ -48,6 +63,15 @@ func run() error {
 		return err
 	}
 	defer deps.Close()
+	rbPool, err := rebuilder.OpenPool(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer rbPool.Close()
+	rb := rebuilder.New(deps.Store, rbPool, log)
+	if command != "serve" {
+		return rebuilder.Command(ctx, rb, args, os.Stdout)
+	}
 	log.Info("starting", "group", cfg.GroupID, "http_addr", cfg.HTTPAddr)
-	return projector.Run(ctx, cfg, log, deps, ordersmodel.New(deps.Pool), map[string]httpx.Check{}, nil)
+	return projector.Run(ctx, cfg, log, deps, ordersmodel.New(deps.Pool), map[string]httpx.Check{}, rb.Admin(ctx).Mount)
 }

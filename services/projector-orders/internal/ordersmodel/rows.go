@@ -81,51 +81,105 @@ type Rows struct {
 // what the stream already reached) are ignored as the Model ignores them.
 // It is pure: tests and a rebuild check can compare tables with it.
 func Project(evs []events.Envelope) (Rows, error) {
-	orders := map[uuid.UUID]*OrderRow{}
-	accounts := map[uuid.UUID]*AccountRow{}
+	f := NewFolder()
 	var out Rows
 	for _, e := range evs {
-		if err := validate(e); err != nil {
+		act, ok, err := f.Apply(e)
+		if err != nil {
 			return Rows{}, err
 		}
-		switch e.StreamType {
-		case events.StreamOrder:
-			r := orders[e.StreamID]
-			if r == nil {
-				r = &OrderRow{}
-			}
-			if e.Version <= r.Version {
-				continue
-			}
-			if e.Version != r.Version+1 {
-				return Rows{}, fmt.Errorf("%w: order %s jumps from version %d to %d", ErrInvalidEvent, e.StreamID, r.Version, e.Version)
-			}
-			next := evolveOrder(*r, e)
-			orders[e.StreamID] = &next
-		case events.StreamAccount:
-			r := accounts[e.StreamID]
-			if r == nil {
-				r = &AccountRow{}
-			}
-			if e.Version <= r.Version {
-				continue
-			}
-			if e.Version != r.Version+1 {
-				return Rows{}, fmt.Errorf("%w: account %s jumps from version %d to %d", ErrInvalidEvent, e.StreamID, r.Version, e.Version)
-			}
-			next, act := evolveAccount(*r, e)
-			accounts[e.StreamID] = &next
+		if ok {
 			out.Activity = append(out.Activity, act)
 		}
 	}
-	for _, r := range orders {
-		out.Orders = append(out.Orders, *r)
-	}
-	for _, r := range accounts {
-		out.Accounts = append(out.Accounts, *r)
-	}
+	out.Orders, out.Accounts = f.Orders(), f.Accounts()
 	out.sort()
 	return out, nil
+}
+
+// Folder folds events, one at a time, into the latest orders_view and
+// accounts_balance row of every stream, with exactly the fold the Model uses
+// (Project is built on it). A rebuild uses it to compute the tables in
+// memory: it holds one row per stream it has seen, about 400 bytes each on
+// average (an order's items included), so 500,000 aggregates take some
+// 200 MB. It is not safe for concurrent use.
+type Folder struct {
+	orders   map[uuid.UUID]*OrderRow
+	accounts map[uuid.UUID]*AccountRow
+}
+
+// NewFolder returns an empty Folder.
+func NewFolder() *Folder {
+	return &Folder{orders: map[uuid.UUID]*OrderRow{}, accounts: map[uuid.UUID]*AccountRow{}}
+}
+
+// Apply folds e. An account event yields its account_activity row (ok). An
+// event at or below its stream's version is ignored as a duplicate; one
+// beyond the next version, or one the model can never apply, is an error
+// wrapping ErrInvalidEvent.
+func (f *Folder) Apply(e events.Envelope) (act ActivityRow, ok bool, err error) {
+	if err := validate(e); err != nil {
+		return ActivityRow{}, false, err
+	}
+	switch e.StreamType {
+	case events.StreamOrder:
+		r := f.orders[e.StreamID]
+		var cur OrderRow
+		if r != nil {
+			cur = *r
+		}
+		if e.Version <= cur.Version {
+			return ActivityRow{}, false, nil
+		}
+		if e.Version != cur.Version+1 {
+			return ActivityRow{}, false, fmt.Errorf("%w: order %s jumps from version %d to %d", ErrInvalidEvent, e.StreamID, cur.Version, e.Version)
+		}
+		if r == nil {
+			r = new(OrderRow)
+			f.orders[e.StreamID] = r
+		}
+		*r = evolveOrder(cur, e)
+		return ActivityRow{}, false, nil
+	default: // validate admits only the two stream types
+		r := f.accounts[e.StreamID]
+		var cur AccountRow
+		if r != nil {
+			cur = *r
+		}
+		if e.Version <= cur.Version {
+			return ActivityRow{}, false, nil
+		}
+		if e.Version != cur.Version+1 {
+			return ActivityRow{}, false, fmt.Errorf("%w: account %s jumps from version %d to %d", ErrInvalidEvent, e.StreamID, cur.Version, e.Version)
+		}
+		if r == nil {
+			r = new(AccountRow)
+			f.accounts[e.StreamID] = r
+		}
+		*r, act = evolveAccount(cur, e)
+		return act, true, nil
+	}
+}
+
+// Len is the number of order and account streams folded.
+func (f *Folder) Len() (orders, accounts int) { return len(f.orders), len(f.accounts) }
+
+// Orders returns the orders_view rows, in no particular order.
+func (f *Folder) Orders() []OrderRow {
+	out := make([]OrderRow, 0, len(f.orders))
+	for _, r := range f.orders {
+		out = append(out, *r)
+	}
+	return out
+}
+
+// Accounts returns the accounts_balance rows, in no particular order.
+func (f *Folder) Accounts() []AccountRow {
+	out := make([]AccountRow, 0, len(f.accounts))
+	for _, r := range f.accounts {
+		out = append(out, *r)
+	}
+	return out
 }
 
 func (r *Rows) sort() {

@@ -1,0 +1,344 @@
+// Command bench-rebuild measures how fast projector-orders rebuilds its
+// Postgres read models from the event store, against a raw COPY of the same
+// number of rows.
+//
+// It creates a fresh database, writes -events realistic events with COPY
+// (accounts and orders decided by the domain aggregates, several events per
+// stream, interleaved), then measures:
+//
+//   - read: the store read alone (rebuild.Replay into a sink that drops
+//     everything): the ceiling for any rebuild;
+//   - copy: a raw COPY of -events rows into a scratch table shaped like
+//     account_activity (with its primary key, and without indexes), in the
+//     same chunks the rebuild uses;
+//   - rebuild: rebuilder.Rebuild end to end (prepare, fill, final rows,
+//     indexes, swap, catch-up), and the fill alone;
+//
+// and checks that the rebuilt tables equal the fold of the whole store.
+//
+// Usage: go run ./services/projector-orders/cmd/bench-rebuild [-events 200000] [-runs 3]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"reflect"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/escqrs/platform/internal/envconfig"
+	"github.com/escqrs/platform/internal/eventstore"
+	"github.com/escqrs/platform/internal/readmodel/ordersdb"
+	"github.com/escqrs/platform/internal/rebuild"
+	"github.com/escqrs/platform/pkg/events"
+	"github.com/escqrs/platform/services/projector-orders/internal/ordersmodel"
+	"github.com/escqrs/platform/services/projector-orders/internal/rebuilder"
+	"github.com/escqrs/platform/services/projector-orders/internal/workload"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-rebuild:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	n := flag.Int("events", 200_000, "events in the store")
+	runs := flag.Int("runs", 3, "rounds of baselines and rebuild (each rebuild replaces the last)")
+	batch := flag.Int("batch", 5000, "events per read of the store")
+	verify := flag.Bool("verify", true, "compare the rebuilt tables with the fold of the whole store")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the rebuilds to this file")
+	verbose := flag.Bool("v", false, "log the rebuild's steps")
+	keep := flag.Bool("keep", false, "keep the database bench_rebuild afterwards")
+	flag.Parse()
+	ctx := context.Background()
+	var env envconfig.Reader
+	base := env.String("DATABASE_URL", envconfig.DefaultDatabaseURL)
+	dbURL, drop, err := freshDatabase(ctx, base, "bench_rebuild")
+	if err != nil {
+		return err
+	}
+	if !*keep {
+		defer drop()
+	}
+	if err := eventstore.Migrate(dbURL); err != nil {
+		return err
+	}
+	if err := ordersdb.Migrate(dbURL); err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	evs := workload.New(1).Take(*n)
+	start := time.Now()
+	for lo := 0; lo < len(evs); lo += 50_000 {
+		if err := workload.CopyEvents(ctx, pool, evs[lo:min(lo+50_000, len(evs))]); err != nil {
+			return err
+		}
+	}
+	// A store that has been running for a while is vacuumed and analysed.
+	if _, err := pool.Exec(ctx, "VACUUM ANALYZE events"); err != nil {
+		return err
+	}
+	var accountEvents, streams int
+	seen := map[[16]byte]bool{}
+	for _, e := range evs {
+		if e.StreamType == events.StreamAccount {
+			accountEvents++
+		}
+		if !seen[e.StreamID] {
+			seen[e.StreamID] = true
+			streams++
+		}
+	}
+	fmt.Printf("store: %d events (%d account, %d order) in %d streams, written in %s\n",
+		len(evs), accountEvents, len(evs)-accountEvents, streams, time.Since(start).Round(time.Millisecond))
+
+	store := eventstore.New(pool)
+	logOut := io.Discard
+	if *verbose {
+		logOut = os.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(logOut, nil))
+
+	// The baselines and the rebuilds alternate, so that a burst of load on a
+	// shared machine does not land on one side only; the best run of each
+	// is compared, and the median shown.
+	var reads, leanReads, copyPK, copyBare, copyBareThenPK, totals, fills []float64
+	var res rebuilder.Result
+	rb := rebuilder.New(store, pool, log, rebuilder.WithBatchSize(*batch))
+	for i := range *runs {
+		// eventstore.Store.ReadAll sorts every row after the cursor for each
+		// batch (see the report), so it is measured once, on small stores.
+		if i == 0 && *n <= 300_000 {
+			r, err := measureRead(ctx, store, *n)
+			if err != nil {
+				return err
+			}
+			reads = append(reads, r)
+		}
+		lean := rebuilder.NewReader(store, pool)
+		r, err := measureRead(ctx, lean, *n)
+		lean.Close()
+		if err != nil {
+			return err
+		}
+		leanReads = append(leanReads, r)
+		for _, b := range []struct {
+			out  *[]float64
+			mode copyMode
+		}{{&copyPK, withPK}, {&copyBare, noIndex}, {&copyBareThenPK, pkAfter}} {
+			r, err := measureCopy(ctx, pool, evs, b.mode)
+			if err != nil {
+				return err
+			}
+			*b.out = append(*b.out, r)
+		}
+
+		stopProfile, err := startProfile(*cpuprofile, i)
+		if err != nil {
+			return err
+		}
+		var tr rebuild.Tracker
+		start := time.Now()
+		res, err = rb.Rebuild(ctx, &tr, nil)
+		stopProfile()
+		if err != nil {
+			return err
+		}
+		elapsed := time.Since(start)
+		totals = append(totals, float64(res.Events)/elapsed.Seconds())
+		fills = append(fills, float64(res.Events)/res.FillDuration.Seconds())
+		fmt.Printf("rebuild %d: %d events in %s (fill %s, final rows + indexes + statistics %s, swap transaction %s, catch-up %s): %.0f events/s end to end, %.0f events/s fill\n",
+			i+1, res.Events, elapsed.Round(time.Millisecond), res.FillDuration.Round(time.Millisecond),
+			res.FinishDuration.Round(time.Millisecond), res.SwapDuration.Round(100*time.Microsecond),
+			tr.Get().FinishedAt.Sub(tr.Get().SwappedAt).Round(100*time.Microsecond), totals[i], fills[i])
+	}
+	fmt.Printf("rows written: %d orders_view, %d accounts_balance, %d account_activity\n", res.Orders, res.Accounts, res.Activity)
+	fmt.Printf("\n%d runs; load average now %s\n", *runs, loadAverage())
+	best := slices.Max(totals)
+	fmt.Printf("%-60s %12s %12s %10s\n", "", "best /s", "median /s", "rebuild/x")
+	line := func(name string, xs []float64) {
+		fmt.Printf("%-60s %12.0f %12.0f %10.2f\n", name, slices.Max(xs), median(xs), best/slices.Max(xs))
+	}
+	if len(reads) > 0 {
+		line("store read alone, eventstore.Store.ReadAll (events)", reads)
+	}
+	line("store read alone, rebuilder.Reader (events)", leanReads)
+	line("raw COPY into account_activity shape, PK maintained (rows)", copyPK)
+	line("raw COPY into account_activity shape, no index (rows)", copyBare)
+	line("raw COPY into account_activity shape, PK built after (rows)", copyBareThenPK)
+	line("rebuild fill (events)", fills)
+	line("rebuild end to end (events)", totals)
+
+	if *verify {
+		if err := verifyTables(ctx, store, pool); err != nil {
+			return err
+		}
+		fmt.Println("verified: the rebuilt tables equal the fold of the whole store")
+	}
+	return nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// startProfile profiles the CPU of run i (all runs into one file is not
+// possible: a profile is one file per start).
+func startProfile(path string, i int) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%d", path, i+1))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// measureRead drains the store into a sink that keeps nothing.
+func measureRead(ctx context.Context, store rebuild.Store, n int) (float64, error) {
+	var tr rebuild.Tracker
+	start := time.Now()
+	if err := rebuild.Replay(ctx, store, discard{}, 0, &tr, rebuild.Options{}); err != nil {
+		return 0, err
+	}
+	if got := tr.Get().Events; got != int64(n) {
+		return 0, fmt.Errorf("read %d events, want %d", got, n)
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+type discard struct{}
+
+func (discard) HandleBatch(context.Context, []events.Envelope) error { return nil }
+
+type copyMode int
+
+const (
+	withPK  copyMode = iota // the table's primary key exists during the COPY
+	noIndex                 // no index at all
+	pkAfter                 // no index during the COPY, the primary key built after it (what the rebuild does)
+)
+
+// measureCopy COPYs one row per event into a scratch table shaped like
+// account_activity: the keys are the events' (stream_id, version), the
+// rest like real activity rows; the same chunks and the same pgx CopyFrom
+// as the rebuild.
+func measureCopy(ctx context.Context, pool *pgxpool.Pool, evs []workload.Event, mode copyMode) (float64, error) {
+	like := "INCLUDING ALL"
+	if mode != withPK {
+		like = "INCLUDING ALL EXCLUDING INDEXES"
+	}
+	if _, err := pool.Exec(ctx, "DROP TABLE IF EXISTS copy_baseline; CREATE TABLE copy_baseline (LIKE account_activity "+like+")"); err != nil {
+		return 0, err
+	}
+	defer pool.Exec(ctx, "DROP TABLE IF EXISTS copy_baseline") //nolint:errcheck // scratch
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	const chunk = 16384
+	start := time.Now()
+	for lo := 0; lo < len(evs); lo += chunk {
+		hi := min(lo+chunk, len(evs))
+		src := pgx.CopyFromSlice(hi-lo, func(i int) ([]any, error) {
+			e := evs[lo+i]
+			return []any{pgtype.UUID{Bytes: e.StreamID, Valid: true}, e.Version, int64(lo + i + 1), e.Data.EventType(),
+				int64(i % 20_000), int64(lo + i), "bank transfer", now}, nil
+		})
+		if _, err := pool.CopyFrom(ctx, pgx.Identifier{"copy_baseline"},
+			[]string{"account_id", "version", "position", "type", "amount_cents", "balance_after_cents", "description", "recorded_at"}, src); err != nil {
+			return 0, fmt.Errorf("copy baseline: %w", err)
+		}
+	}
+	if mode == pkAfter {
+		if _, err := pool.Exec(ctx, "ALTER TABLE copy_baseline ADD PRIMARY KEY (account_id, version)"); err != nil {
+			return 0, err
+		}
+	}
+	return float64(len(evs)) / time.Since(start).Seconds(), nil
+}
+
+// verifyTables compares the live tables with Project over the whole store.
+func verifyTables(ctx context.Context, store rebuild.Store, pool *pgxpool.Pool) error {
+	var all []events.Envelope
+	var tr rebuild.Tracker
+	if err := rebuild.Replay(ctx, store, collect{&all}, 0, &tr, rebuild.Options{}); err != nil {
+		return err
+	}
+	want, err := ordersmodel.Project(all)
+	if err != nil {
+		return err
+	}
+	got, err := ordersmodel.Dump(ctx, pool)
+	if err != nil {
+		return err
+	}
+	if len(got.Orders) != len(want.Orders) || len(got.Accounts) != len(want.Accounts) || len(got.Activity) != len(want.Activity) {
+		return fmt.Errorf("row counts: got %d/%d/%d, want %d/%d/%d", len(got.Orders), len(got.Accounts), len(got.Activity),
+			len(want.Orders), len(want.Accounts), len(want.Activity))
+	}
+	if !reflect.DeepEqual(got, want) {
+		return fmt.Errorf("the rebuilt tables differ from the fold of the store")
+	}
+	return nil
+}
+
+type collect struct{ out *[]events.Envelope }
+
+func (c collect) HandleBatch(_ context.Context, b []events.Envelope) error {
+	*c.out = append(*c.out, b...)
+	return nil
+}
+
+func freshDatabase(ctx context.Context, base, name string) (string, func(), error) {
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		return "", nil, fmt.Errorf("connect: %w", err)
+	}
+	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+		return "", nil, err
+	}
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", nil, err
+	}
+	u, _ := url.Parse(base)
+	u.Path = "/" + name
+	return u.String(), func() {
+		_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		admin.Close(context.Background())
+	}, nil
+}
