@@ -7,16 +7,21 @@
 // stream, interleaved), then measures:
 //
 //   - read: the store read alone (rebuild.Replay into a sink that drops
-//     everything): the ceiling for any rebuild;
+//     everything), through eventstore.Store.ReadAll and through the
+//     rebuild's rebuilder.Reader: the ceiling for any rebuild;
 //   - copy: a raw COPY of -events rows into a scratch table shaped like
-//     account_activity (with its primary key, and without indexes), in the
-//     same chunks the rebuild uses;
+//     account_activity, with the same pgx CopyFrom and chunks as the
+//     rebuild: with its primary key maintained, without any index, and
+//     without an index but the primary key built after the data;
 //   - rebuild: rebuilder.Rebuild end to end (prepare, fill, final rows,
-//     indexes, swap, catch-up), and the fill alone;
+//     indexes, statistics, swap, catch-up, drop), and the fill alone;
 //
 // and checks that the rebuilt tables equal the fold of the whole store.
+// The measurements alternate over -runs rounds, and the best and median of
+// each are printed: on a shared machine a burst of load lands on one run,
+// not on one side of the comparison.
 //
-// Usage: go run ./services/projector-orders/cmd/bench-rebuild [-events 200000] [-runs 3]
+// Usage: go run ./services/projector-orders/cmd/bench-rebuild [-events 200000] [-runs 3] [-v]
 package main
 
 import (
@@ -25,7 +30,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"reflect"
 	"runtime/pprof"
@@ -39,6 +43,7 @@ import (
 
 	"github.com/escqrs/platform/internal/envconfig"
 	"github.com/escqrs/platform/internal/eventstore"
+	"github.com/escqrs/platform/internal/pgadmin"
 	"github.com/escqrs/platform/internal/readmodel/ordersdb"
 	"github.com/escqrs/platform/internal/rebuild"
 	"github.com/escqrs/platform/pkg/events"
@@ -66,7 +71,7 @@ func run() error {
 	ctx := context.Background()
 	var env envconfig.Reader
 	base := env.String("DATABASE_URL", envconfig.DefaultDatabaseURL)
-	dbURL, drop, err := freshDatabase(ctx, base, "bench_rebuild")
+	dbURL, drop, err := pgadmin.FreshDatabase(ctx, base, "bench_rebuild")
 	if err != nil {
 		return err
 	}
@@ -124,17 +129,13 @@ func run() error {
 	var res rebuilder.Result
 	rb := rebuilder.New(store, pool, log, rebuilder.WithBatchSize(*batch))
 	for i := range *runs {
-		// eventstore.Store.ReadAll sorts every row after the cursor for each
-		// batch (see the report), so it is measured once, on small stores.
-		if i == 0 && *n <= 300_000 {
-			r, err := measureRead(ctx, store, *n)
-			if err != nil {
-				return err
-			}
-			reads = append(reads, r)
+		r, err := measureRead(ctx, store, *n)
+		if err != nil {
+			return err
 		}
+		reads = append(reads, r)
 		lean := rebuilder.NewReader(store, pool)
-		r, err := measureRead(ctx, lean, *n)
+		r, err = measureRead(ctx, lean, *n)
 		lean.Close()
 		if err != nil {
 			return err
@@ -177,9 +178,7 @@ func run() error {
 	line := func(name string, xs []float64) {
 		fmt.Printf("%-60s %12.0f %12.0f %10.2f\n", name, slices.Max(xs), median(xs), best/slices.Max(xs))
 	}
-	if len(reads) > 0 {
-		line("store read alone, eventstore.Store.ReadAll (events)", reads)
-	}
+	line("store read alone, eventstore.Store.ReadAll (events)", reads)
 	line("store read alone, rebuilder.Reader (events)", leanReads)
 	line("raw COPY into account_activity shape, PK maintained (rows)", copyPK)
 	line("raw COPY into account_activity shape, no index (rows)", copyBare)
@@ -199,6 +198,9 @@ func run() error {
 func median(xs []float64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
 	return s[len(s)/2]
 }
 
@@ -322,23 +324,4 @@ type collect struct{ out *[]events.Envelope }
 func (c collect) HandleBatch(_ context.Context, b []events.Envelope) error {
 	*c.out = append(*c.out, b...)
 	return nil
-}
-
-func freshDatabase(ctx context.Context, base, name string) (string, func(), error) {
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		return "", nil, fmt.Errorf("connect: %w", err)
-	}
-	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-		return "", nil, err
-	}
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", nil, err
-	}
-	u, _ := url.Parse(base)
-	u.Path = "/" + name
-	return u.String(), func() {
-		_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-		admin.Close(context.Background())
-	}, nil
 }

@@ -45,7 +45,7 @@ func Command(ctx context.Context, r *Rebuilder, args []string, out io.Writer) er
 		}
 		p := tr.Get()
 		fmt.Fprintf(out, "rebuilt orders_view (%d rows), accounts_balance (%d), account_activity (%d) from %d events up to position %d in %s "+
-			"(fill %s, final rows and indexes %s, swap %s); %d events applied after the swap\n",
+			"(fill %s, final rows and indexes %s, swap %s); the catch-up after the swap read %d events\n",
 			res.Orders, res.Accounts, res.Activity, res.Events, res.Position, p.FinishedAt.Sub(p.StartedAt).Round(time.Millisecond),
 			res.FillDuration.Round(time.Millisecond), res.FinishDuration.Round(time.Millisecond), res.SwapDuration.Round(time.Millisecond),
 			p.CaughtUpAfter)

@@ -19,11 +19,19 @@
 //     after the catch-up.
 //   - Live is a Sequencer over the live tables: the catch-up after the swap
 //     applies what was appended since the fill, skipping by version what
-//     the live projector applied meanwhile.
+//     the live projector applied meanwhile. It reads until it is past every
+//     write transaction older than the swap (see Reader): a finished
+//     rebuild holds every event committed before its swap, including any
+//     the live side applied to the replaced tables by another path than
+//     the relay's commit-safe reads.
 //
-// One rebuild runs at a time per database: a session advisory lock guards
-// it, so a second one (the CLI while the admin endpoint's runs, another
-// replica) fails fast instead of dropping the first one's tables.
+// The store is read by a Reader: the store's commit-safe order, fewer
+// columns, read ahead and decoded in parallel.
+//
+// One rebuild runs at a time per database: a session advisory lock taken
+// in Prepare guards it, so a second one (the CLI while the admin endpoint's
+// runs, another replica) fails fast instead of dropping the first one's
+// tables.
 package rebuilder
 
 import (

@@ -62,7 +62,12 @@ func TestRebuildUnderLiveWritesAndReads(t *testing.T) {
 	}
 
 	// The live projector: appends through the store's real append and
-	// applies each stored event through a Sequencer over the live tables.
+	// applies each stored event through a Sequencer over the live tables,
+	// right away. That is stricter than production, where the relay
+	// publishes only what a commit-safe read returns: here the live side
+	// can apply events the rebuild's reads cannot see yet (the horizon
+	// holder below makes that happen), and the rebuild must still not lose
+	// them.
 	var appended atomic.Int64
 	stopLive, liveDone := make(chan struct{}), make(chan error, 1)
 	go func() {

@@ -143,7 +143,10 @@ func (t *target) Swap(ctx context.Context) error {
 	// The catch-up must apply every event the live projector applied to the
 	// replaced tables. Each was committed before the swap took its locks,
 	// so the catch-up reads until it is past every transaction older than
-	// the swap, not just until its first empty read.
+	// the swap, not just until its first empty read. (Events that reach the
+	// projector through the relay were readable before it applied them, so
+	// this rarely waits; it also covers any other path, and makes a finished
+	// rebuild hold everything committed before its swap.)
 	if err := t.reader.Barrier(ctx); err != nil {
 		return err
 	}
