@@ -34,7 +34,7 @@ func main() {
 	query := flag.String("query-api", "http://127.0.0.1:8081", "query API base URL")
 	rate := flag.Int("rate", 500, "commands per second")
 	duration := flag.Duration("duration", 60*time.Second, "how long to send")
-	sample := flag.Float64("sample", 0.1, "fraction of commands whose visibility is timed (polling all would load the system it measures)")
+	sample := flag.Float64("sample", 0.02, "fraction of commands whose visibility is timed (polling all would load the system it measures)")
 	timeout := flag.Duration("timeout", 10*time.Second, "give up on a sample after this long")
 	flag.Parse()
 	if err := run(*command, *query, *rate, *duration, *sample, *timeout); err != nil {
@@ -126,7 +126,7 @@ func run(commandURL, queryURL string, rate int, duration time.Duration, sample f
 				inner.Go(func() {
 					pollCtx, cancel := context.WithTimeout(ctx, timeout)
 					defer cancel()
-					wait := time.Millisecond
+					wait := 2 * time.Millisecond
 					for {
 						ok, _ := m.visible(pollCtx, created.ID, customer)
 						if ok {
@@ -143,7 +143,7 @@ func run(commandURL, queryURL string, rate int, duration time.Duration, sample f
 							return
 						case <-time.After(wait):
 						}
-						wait = min(wait*2, 20*time.Millisecond)
+						wait = min(wait*2, 50*time.Millisecond)
 					}
 				})
 			}
@@ -164,6 +164,6 @@ func run(commandURL, queryURL string, rate int, duration time.Duration, sample f
 		}
 		fmt.Printf("%-26s %8s %8s %8s %8s %8d\n", m.name, q(0.50), q(0.95), q(0.99), q(1), timeouts[i])
 	}
-	fmt.Println("\nPolling backs off from 1 ms to 20 ms, so figures are upper bounds within that resolution.")
+	fmt.Println("\nPolling backs off from 2 ms to 50 ms, so figures are upper bounds within that resolution.")
 	return nil
 }
