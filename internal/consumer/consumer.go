@@ -98,24 +98,6 @@ type Consumer struct {
 // New returns a consumer; Run starts it.
 func New(cfg Config, handler BatchHandler, log *slog.Logger, m *Metrics) *Consumer {
 	cfg.defaults()
-	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:        cfg.Brokers,
-		GroupID:        cfg.GroupID,
-		GroupTopics:    cfg.Topics,
-		MinBytes:       1,
-		MaxBytes:       10 << 20,
-		MaxWait:        cfg.MaxWait,
-		ReadBackoffMin: 10 * time.Millisecond,
-		ReadBackoffMax: 100 * time.Millisecond,
-		StartOffset:    cfg.StartOffset,
-		// Offsets are committed explicitly, after the effect is durable.
-		CommitInterval:        0,
-		HeartbeatInterval:     time.Second,
-		SessionTimeout:        10 * time.Second,
-		RebalanceTimeout:      10 * time.Second,
-		JoinGroupBackoff:      500 * time.Millisecond,
-		WatchPartitionChanges: true,
-	})
 	if m == nil {
 		m = NewMetrics(prometheus.NewRegistry(), cfg.GroupID)
 	}
@@ -125,7 +107,34 @@ func New(cfg Config, handler BatchHandler, log *slog.Logger, m *Metrics) *Consum
 	dlq := kafkautil.NewWriter(cfg.Brokers)
 	dlq.Transport = &kafka.Transport{MetadataTTL: time.Second}
 	dlq.AllowAutoTopicCreation = true
-	return &Consumer{cfg: cfg, reader: reader, dlq: dlq, handler: handler, log: log, m: m}
+	c := &Consumer{cfg: cfg, dlq: dlq, handler: handler, log: log, m: m}
+	c.reader = c.newReader()
+	return c
+}
+
+// newReader joins the group afresh. A reader whose fetch failed is replaced
+// rather than reused: kafka-go can keep returning the same error (e.g. "not
+// leader for partition" on a topic created moments before) from stale
+// metadata.
+func (c *Consumer) newReader() *kafka.Reader {
+	return kafka.NewReader(kafka.ReaderConfig{
+		Brokers:        c.cfg.Brokers,
+		GroupID:        c.cfg.GroupID,
+		GroupTopics:    c.cfg.Topics,
+		MinBytes:       1,
+		MaxBytes:       10 << 20,
+		MaxWait:        c.cfg.MaxWait,
+		ReadBackoffMin: 10 * time.Millisecond,
+		ReadBackoffMax: 100 * time.Millisecond,
+		StartOffset:    c.cfg.StartOffset,
+		// Offsets are committed explicitly, after the effect is durable.
+		CommitInterval:        0,
+		HeartbeatInterval:     time.Second,
+		SessionTimeout:        10 * time.Second,
+		RebalanceTimeout:      10 * time.Second,
+		JoinGroupBackoff:      500 * time.Millisecond,
+		WatchPartitionChanges: true,
+	})
 }
 
 // Run consumes until ctx ends. On cancellation the batch in hand is finished
@@ -133,7 +142,7 @@ func New(cfg Config, handler BatchHandler, log *slog.Logger, m *Metrics) *Consum
 // the group so its partitions move to another replica at once.
 func (c *Consumer) Run(ctx context.Context) error {
 	defer c.dlq.Close()
-	defer c.reader.Close()
+	defer func() { c.reader.Close() }()
 	// Work continues on a context that outlives ctx by the batch in hand,
 	// for at most ShutdownTimeout.
 	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -159,12 +168,16 @@ func (c *Consumer) Run(ctx context.Context) error {
 		// Fetch errors (a leader moving, a rebalance, a broker restart) are
 		// the bus's to heal: the reader reconnects, and nothing was
 		// committed past what was applied, so waiting loses nothing.
-		c.log.Warn("fetch failed, retrying", "topics", c.cfg.Topics, "error", err, "backoff", backoff)
+		c.log.Warn("fetch failed, rejoining the group", "topics", c.cfg.Topics, "error", err, "backoff", backoff)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(backoff):
 		}
+		if err := c.reader.Close(); err != nil {
+			c.log.Debug("close reader", "error", err)
+		}
+		c.reader = c.newReader()
 		backoff = min(backoff*2, c.cfg.MaxBackoff)
 	}
 }

@@ -62,7 +62,34 @@ func EnsureTopics(ctx context.Context, brokers []string, partitions int, topics 
 	if err := cc.CreateTopics(configs...); err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
 		return fmt.Errorf("create topics %v: %w", topics, err)
 	}
-	return nil
+	return waitForLeaders(ctx, conn, topics)
+}
+
+// waitForLeaders returns once every partition of topics has a leader: a
+// client that starts on a topic created moments before otherwise meets
+// "not leader for partition" errors.
+func waitForLeaders(ctx context.Context, conn *kafka.Conn, topics []string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		parts, err := conn.ReadPartitions(topics...)
+		ready := err == nil && len(parts) > 0
+		for _, p := range parts {
+			if p.Leader.Host == "" || p.Leader.ID < 0 {
+				ready = false
+			}
+		}
+		if ready {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("topics %v have partitions without a leader after 30s (last error: %v)", topics, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // NewWriter returns a synchronous, ordered writer: RequireAll acks, messages
