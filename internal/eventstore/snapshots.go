@@ -99,7 +99,7 @@ func (s *Store) ScanStream(ctx context.Context, streamID uuid.UUID, rng StreamRa
 	for range decodeWorkers {
 		wg.Go(func() {
 			for c := range work {
-				c.decode(s.registry, streamID)
+				c.decode(s)
 			}
 		})
 	}
@@ -120,7 +120,7 @@ func (s *Store) ScanStream(ctx context.Context, streamID uuid.UUID, rng StreamRa
 			return true
 		}
 		for rows.Next() {
-			var r replayRow
+			r := rawEvent{streamID: streamID}
 			if err := rows.Scan(&r.streamType, &r.version, &r.position, &r.typ, &r.schemaVersion, &r.data, &r.recordedAt); err != nil {
 				scanErr <- err
 				return
@@ -169,33 +169,22 @@ var decodeWorkers = max(2, runtime.GOMAXPROCS(0))
 
 const replayChunkSize = 512
 
-type replayRow struct {
-	streamType    string
-	version       int64
-	position      int64
-	typ           string
-	schemaVersion int
-	data          []byte
-	recordedAt    time.Time
-}
-
 type replayChunk struct {
-	rows []replayRow
+	rows []rawEvent
 	out  []events.Envelope
 	err  error
 	done chan struct{}
 }
 
-func (c *replayChunk) decode(reg *events.Registry, streamID uuid.UUID) {
+func (c *replayChunk) decode(s *Store) {
 	defer close(c.done)
 	c.out = make([]events.Envelope, len(c.rows))
 	for i, r := range c.rows {
-		payload, err := reg.Decode(r.typ, r.schemaVersion, r.data)
+		e, err := s.decode(r)
 		if err != nil {
-			c.err = fmt.Errorf("event v%d: %w", r.version, err)
+			c.err = err
 			return
 		}
-		c.out[i] = events.Envelope{StreamType: events.StreamType(r.streamType), StreamID: streamID, Version: r.version,
-			Position: r.position, Type: r.typ, SchemaVersion: reg.CurrentVersion(r.typ), RecordedAt: r.recordedAt.UTC(), Data: payload}
+		c.out[i] = e
 	}
 }

@@ -334,6 +334,24 @@ type rawEvent struct {
 	occurredAt, recordedAt time.Time
 }
 
+// decode turns one raw row into an envelope, upcasting its payload. Rows
+// of the replay path carry no metadata ("{}" or empty: nothing to decode).
+func (s *Store) decode(r rawEvent) (events.Envelope, error) {
+	payload, err := s.registry.Decode(r.typ, r.schemaVersion, r.data)
+	if err != nil {
+		return events.Envelope{}, fmt.Errorf("event %d (v%d): %w", r.position, r.version, err)
+	}
+	e := events.Envelope{EventID: r.eventID, StreamType: events.StreamType(r.streamType), StreamID: r.streamID,
+		Version: r.version, Position: r.position, Type: r.typ, SchemaVersion: s.registry.CurrentVersion(r.typ),
+		OccurredAt: r.occurredAt.UTC(), RecordedAt: r.recordedAt.UTC(), Data: payload}
+	if len(r.metadata) > 2 {
+		if err := json.Unmarshal(r.metadata, &e.Metadata); err != nil {
+			return events.Envelope{}, fmt.Errorf("event %d metadata: %w", r.position, err)
+		}
+	}
+	return e, nil
+}
+
 // decodeAll decodes rows on several goroutines: JSON decoding, not the
 // database, bounds how fast the relay and rebuilds can read the store.
 func (s *Store) decodeAll(raw []rawEvent) ([]events.Envelope, error) {
@@ -346,30 +364,18 @@ func (s *Store) decodeAll(raw []rawEvent) ([]events.Envelope, error) {
 		lo, hi := w*chunk, min((w+1)*chunk, len(raw))
 		wg.Go(func() {
 			for i := lo; i < hi; i++ {
-				r := raw[i]
-				payload, err := s.registry.Decode(r.typ, r.schemaVersion, r.data)
+				e, err := s.decode(raw[i])
 				if err != nil {
-					errs[w] = fmt.Errorf("event %d: %w", r.position, err)
+					errs[w] = err
 					return
-				}
-				e := events.Envelope{EventID: r.eventID, StreamType: events.StreamType(r.streamType), StreamID: r.streamID,
-					Version: r.version, Position: r.position, Type: r.typ, SchemaVersion: s.registry.CurrentVersion(r.typ),
-					OccurredAt: r.occurredAt.UTC(), RecordedAt: r.recordedAt.UTC(), Data: payload}
-				if len(r.metadata) > 2 { // "{}" carries nothing
-					if err := json.Unmarshal(r.metadata, &e.Metadata); err != nil {
-						errs[w] = fmt.Errorf("event %d metadata: %w", r.position, err)
-						return
-					}
 				}
 				out[i] = e
 			}
 		})
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
