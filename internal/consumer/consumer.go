@@ -17,17 +17,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"strconv"
-	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/escqrs/platform/internal/kafkautil"
+	"github.com/escqrs/platform/internal/outage"
 	"github.com/escqrs/platform/pkg/events"
 )
 
@@ -287,14 +285,10 @@ func (c *Consumer) transient(err error) bool {
 	return IsNetworkError(err)
 }
 
-// IsNetworkError reports connection-level failures and time-outs.
+// IsNetworkError reports connection-level failures and time-outs, including
+// a connection cut in the middle of a reply.
 func IsNetworkError(err error) bool {
-	var (
-		netErr  net.Error
-		connErr *pgconn.ConnectError
-	)
-	return errors.As(err, &netErr) || errors.As(err, &connErr) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF)
+	return outage.Network(err) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // deadLetter publishes m to <topic>.dlq with the error and group in headers.

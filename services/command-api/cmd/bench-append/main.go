@@ -32,8 +32,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/escqrs/platform/internal/envconfig"
-	"github.com/escqrs/platform/internal/pgadmin"
 	"github.com/escqrs/platform/internal/eventstore"
+	"github.com/escqrs/platform/internal/pgadmin"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/command-api/internal/config"
 	"github.com/escqrs/platform/services/command-api/internal/server"

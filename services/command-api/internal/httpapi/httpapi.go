@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/escqrs/platform/internal/domain"
@@ -27,6 +25,7 @@ import (
 	"github.com/escqrs/platform/internal/domain/order"
 	"github.com/escqrs/platform/internal/eventstore"
 	"github.com/escqrs/platform/internal/httpx"
+	"github.com/escqrs/platform/internal/outage"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/command-api/internal/app"
 )
@@ -207,31 +206,13 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		httpx.WriteProblem(w, r, httpx.Problem{Status: http.StatusConflict, Title: "Business rule violated", Detail: err.Error()})
 	case errors.Is(err, eventstore.ErrVersionConflict):
 		httpx.WriteProblem(w, r, httpx.Problem{Status: http.StatusConflict, Title: "Concurrent write lost", Detail: "another write to this stream won repeatedly; retry"})
-	case unavailable(err):
+	case outage.Postgres(err):
 		h.log.Warn("dependency unavailable", "path", r.URL.Path, "error", err)
 		httpx.Unavailable(w, r, h.cfg.RetryAfter, "the event store is unavailable; retry later")
 	default:
 		h.log.Error("command failed", "path", r.URL.Path, "error", err)
 		httpx.Error(w, r, http.StatusInternalServerError, "internal error")
 	}
-}
-
-// unavailable reports whether err means the database could not be reached
-// or did not answer in time, as opposed to a bug.
-func unavailable(err error) bool {
-	var (
-		connErr *pgconn.ConnectError
-		netErr  net.Error
-		pgErr   *pgconn.PgError
-	)
-	switch {
-	case errors.As(err, &connErr), errors.As(err, &netErr), errors.Is(err, context.DeadlineExceeded):
-		return true
-	case errors.As(err, &pgErr):
-		// Class 08: connection exception; 57P: operator intervention (shutdown); 53: insufficient resources.
-		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P") || strings.HasPrefix(pgErr.Code, "53")
-	}
-	return pgconn.SafeToRetry(err)
 }
 
 func resourceOf(r *http.Request) string {

@@ -3,16 +3,14 @@ package httpapi
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
-	"strings"
-	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/olivere/elastic/v7"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/escqrs/platform/internal/httpx"
+	"github.com/escqrs/platform/internal/outage"
 )
 
 // fail writes err as a problem: 503 with Retry-After when the dependency is
@@ -35,25 +33,18 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error, depend
 // did not answer in time, or has no read model yet, as opposed to a bug.
 func unavailable(err error) bool {
 	var (
-		connErr *pgconn.ConnectError
-		netErr  net.Error
-		pgErr   *pgconn.PgError
-		esErr   *elastic.Error
+		pgErr *pgconn.PgError
+		esErr *elastic.Error
 	)
 	switch {
-	case errors.As(err, &connErr), errors.As(err, &netErr), errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrClosed), errors.Is(err, elastic.ErrNoClient):
+	case outage.Postgres(err), errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrClosed), errors.Is(err, elastic.ErrNoClient):
 		return true
 	case errors.As(err, &pgErr):
-		// Class 08: connection exception; 57P: operator intervention
-		// (shutdown); 53: insufficient resources; 42P01: the projector has
-		// not created its tables yet.
-		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P") ||
-			strings.HasPrefix(pgErr.Code, "53") || pgErr.Code == "42P01"
+		// 42P01: the projector has not created its tables yet.
+		return pgErr.Code == "42P01"
 	case errors.As(err, &esErr):
 		return esErr.Status == http.StatusServiceUnavailable || esErr.Status == http.StatusTooManyRequests ||
 			esErr.Status == http.StatusGatewayTimeout || esErr.Status == http.StatusRequestTimeout
 	}
-	return pgconn.SafeToRetry(err)
+	return false
 }
