@@ -259,3 +259,50 @@ func TestReadAllNeverSkipsLateCommits(t *testing.T) {
 	}
 	t.Logf("reader saw all %d events exactly once; %d arrived with a lower position than their predecessor (late commits)", total, outOfOrderPositions)
 }
+
+// TestScanStreamMatchesReadStream checks the replay path's raw row decoding
+// against the general read path, across several chunks and both ranges.
+func TestScanStreamMatchesReadStream(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	id := uuid.New()
+	evs := []eventstore.NewEvent{{Data: events.AccountOpened{Owner: "ada", Currency: "EUR"}}}
+	for i := int64(1); i < 1300; i++ {
+		evs = append(evs, deposit(i))
+	}
+	if _, err := s.Append(ctx, eventstore.AppendRequest{StreamType: events.StreamAccount, StreamID: id, Events: evs}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := s.ReadStream(ctx, id, 0, 10_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		rng  eventstore.StreamRange
+		from int // index into want of the first event expected
+		to   int // one past the last
+	}{
+		{"whole stream", eventstore.StreamRange{}, 0, 1300},
+		{"after and until", eventstore.StreamRange{After: 700, Until: 1250}, 700, 1250},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []events.Envelope
+			if err := s.ScanStream(ctx, id, tt.rng, func(e events.Envelope) error { got = append(got, e); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != tt.to-tt.from {
+				t.Fatalf("scanned %d events, want %d", len(got), tt.to-tt.from)
+			}
+			for i, g := range got {
+				w := want[tt.from+i]
+				if g.StreamType != w.StreamType || g.StreamID != w.StreamID || g.Version != w.Version || g.Position != w.Position ||
+					g.Type != w.Type || g.SchemaVersion != w.SchemaVersion || !g.RecordedAt.Equal(w.RecordedAt) ||
+					g.RecordedAt.Location() != time.UTC || g.Data != w.Data {
+					t.Fatalf("event %d: scanned %+v, read %+v", i, g, w)
+				}
+			}
+		})
+	}
+}

@@ -101,3 +101,26 @@ func TestCustomRegistryMissingUpcaster(t *testing.T) {
 		t.Fatalf("err = %v, want ErrNoUpcaster", err)
 	}
 }
+
+// BenchmarkDecode compares the registry's payload decoding with
+// encoding/json decoding the same payload into the same struct.
+func BenchmarkDecode(b *testing.B) {
+	data := []byte(`{"amount_cents":100,"source":"bench"}`)
+	b.Run("registry", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := events.Default.Decode(events.TypeFundsDeposited, 1, data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var p events.FundsDeposited
+			if err := json.Unmarshal(data, &p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
