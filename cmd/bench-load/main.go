@@ -28,8 +28,8 @@ import (
 	"github.com/escqrs/platform/internal/aggregate"
 	"github.com/escqrs/platform/internal/domain/account"
 	"github.com/escqrs/platform/internal/envconfig"
-	"github.com/escqrs/platform/internal/pgadmin"
 	"github.com/escqrs/platform/internal/eventstore"
+	"github.com/escqrs/platform/internal/pgadmin"
 )
 
 func main() {

@@ -20,7 +20,6 @@ import (
 	"strconv"
 	"time"
 
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
