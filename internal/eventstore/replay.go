@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime"
+	"strconv"
 	"sync"
 	"time"
 
@@ -31,12 +32,55 @@ func (s *Store) ScanStream(ctx context.Context, streamID uuid.UUID, rng StreamRa
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, `SELECT stream_type, version, position, type, schema_version, data, recorded_at FROM events
-		WHERE stream_id = $1 AND version > $2 AND version <= $3 AND recorded_at <= $4 ORDER BY version`,
+	rows, err := s.pool.Query(ctx, `SELECT '0'::xid8, position, stream_type, stream_id, version, type, schema_version, data, recorded_at
+		FROM events WHERE stream_id = $1 AND version > $2 AND version <= $3 AND recorded_at <= $4 ORDER BY version`,
 		streamID, rng.After, until, at)
 	if err != nil {
 		return fmt.Errorf("scan stream %s: %w", streamID, err)
 	}
+	if _, err := s.foldRows(ctx, cancel, rows, fn); err != nil {
+		return fmt.Errorf("scan stream %s: %w", streamID, err)
+	}
+	return nil
+}
+
+// ReadAllForProjection returns the same events as ReadAll, in the same
+// order and with the same cursor, without the EventID, OccurredAt and
+// Metadata that projections never read. Rebuilds read the whole store
+// through it: fewer columns, raw rows and payloads decoded on every core
+// while the next rows arrive make it several times faster than ReadAll.
+func (s *Store) ReadAllForProjection(ctx context.Context, after Cursor, limit int) ([]events.Envelope, Cursor, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// ORDER BY names the table's columns: see ReadAll.
+	rows, err := s.pool.Query(ctx, `SELECT transaction_id, position, stream_type, stream_id, version, type, schema_version, data, recorded_at
+		FROM events
+		WHERE (transaction_id, position) > ($1::text::xid8, $2)
+		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+		ORDER BY events.transaction_id, events.position LIMIT $3`, strconv.FormatUint(after.TransactionID, 10), after.Position, limit)
+	if err != nil {
+		return nil, after, fmt.Errorf("read all after %+v: %w", after, err)
+	}
+	out := make([]events.Envelope, 0, limit)
+	last, err := s.foldRows(ctx, cancel, rows, func(e events.Envelope) error {
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, after, fmt.Errorf("read all after %+v: %w", after, err)
+	}
+	if len(out) == 0 {
+		return nil, after, nil
+	}
+	return out, last, nil
+}
+
+// foldRows passes rows of the lean shape (transaction id, position,
+// stream_type, stream_id, version, type, schema_version, data, recorded_at)
+// to fn in order, while a scanner hands chunks of rows to decodeWorkers
+// goroutines. It returns the cursor of the last row passed to fn, closes
+// rows, and calls cancel (the query's) when it stops early.
+func (s *Store) foldRows(ctx context.Context, cancel context.CancelFunc, rows pgx.Rows, fn func(events.Envelope) error) (Cursor, error) {
 	chunks := make(chan *replayChunk, 2*decodeWorkers)
 	work := make(chan *replayChunk, 2*decodeWorkers)
 	var wg sync.WaitGroup
@@ -48,7 +92,6 @@ func (s *Store) ScanStream(ctx context.Context, streamID uuid.UUID, rng StreamRa
 		})
 	}
 	scanErr := make(chan error, 1)
-	var streamType events.StreamType
 	go func() {
 		defer rows.Close()
 		defer close(chunks)
@@ -66,9 +109,6 @@ func (s *Store) ScanStream(ctx context.Context, streamID uuid.UUID, rng StreamRa
 			return true
 		}
 		for rows.Next() {
-			if streamType == "" {
-				streamType = events.StreamType(names.of(rows.RawValues()[0]))
-			}
 			if err := c.add(rows, &names); err != nil {
 				scanErr <- err
 				return
@@ -84,32 +124,37 @@ func (s *Store) ScanStream(ctx context.Context, streamID uuid.UUID, rng StreamRa
 		}
 		scanErr <- rows.Err()
 	}()
-	var applyErr error
+	var (
+		last     Cursor
+		applyErr error
+	)
 	for c := range chunks {
 		<-c.done
 		if applyErr != nil {
 			continue // drain so the scanner and workers finish
 		}
 		if c.err != nil {
-			applyErr = fmt.Errorf("scan stream %s: %w", streamID, c.err)
+			applyErr = c.err
 			cancel()
 			continue
 		}
 		for i, r := range c.rows {
-			e := events.Envelope{StreamType: streamType, StreamID: streamID, Version: r.version, Position: r.position,
-				Type: r.typ, SchemaVersion: s.registry.CurrentVersion(r.typ), RecordedAt: r.recordedAt, Data: c.payloads[i]}
+			e := events.Envelope{StreamType: events.StreamType(r.streamType), StreamID: r.streamID, Version: r.version,
+				Position: r.position, Type: r.typ, SchemaVersion: s.registry.CurrentVersion(r.typ), RecordedAt: r.recordedAt,
+				Data: c.payloads[i]}
 			if err := fn(e); err != nil {
 				applyErr = err
 				cancel()
 				break
 			}
+			last = Cursor{TransactionID: r.txid, Position: r.position}
 		}
 	}
 	wg.Wait()
 	if err := <-scanErr; err != nil && applyErr == nil {
-		return fmt.Errorf("scan stream %s: %w", streamID, err)
+		return last, err
 	}
-	return applyErr
+	return last, applyErr
 }
 
 // decodeWorkers decode replay payloads in parallel: JSON decoding, not the
@@ -122,8 +167,10 @@ const replayChunkSize = 512
 // chunk's arena: a million-event replay then allocates per chunk, not per
 // row, which keeps the garbage collector out of the way.
 type replayRow struct {
+	txid              uint64
 	version, position int64
-	typ               string
+	streamType, typ   string
+	streamID          uuid.UUID
 	schemaVersion     int
 	data              []byte
 	recordedAt        time.Time
@@ -141,32 +188,43 @@ func newReplayChunk() *replayChunk {
 	return &replayChunk{rows: make([]replayRow, 0, replayChunkSize), done: make(chan struct{})}
 }
 
-// add reads the current row. The numeric and time columns arrive in the
-// binary format pgx asks for with the extended protocol; reading the raw
-// values skips a reflective Scan and three allocations per row. Rows in any
-// other format (the simple protocol) go through Scan.
+// add reads the current row. The numeric, uuid and time columns arrive in
+// the binary format pgx asks for with the extended protocol; reading the
+// raw values skips a reflective Scan and several allocations per row. Rows
+// in any other format (the simple protocol) go through Scan.
 func (c *replayChunk) add(rows pgx.Rows, names *interner) error {
 	fields := rows.FieldDescriptions()
 	if !rawReadable(fields) {
-		var r replayRow
-		var streamType string
-		if err := rows.Scan(&streamType, &r.version, &r.position, &r.typ, &r.schemaVersion, &r.data, &r.recordedAt); err != nil {
+		var (
+			r    replayRow
+			txid string
+		)
+		if err := rows.Scan(&txid, &r.position, &r.streamType, &r.streamID, &r.version, &r.typ, &r.schemaVersion,
+			&r.data, &r.recordedAt); err != nil {
 			return err
+		}
+		var err error
+		if r.txid, err = strconv.ParseUint(txid, 10, 64); err != nil {
+			return fmt.Errorf("event row: transaction id %q: %w", txid, err)
 		}
 		r.recordedAt = r.recordedAt.UTC()
 		c.rows = append(c.rows, r)
 		return nil
 	}
 	vals := rows.RawValues()
-	data := vals[5]
-	if fields[5].Format == pgx.BinaryFormatCode { // binary jsonb: a version byte, then the JSON text
+	txid, err := readXID8(fields[0].Format, vals[0])
+	if err != nil {
+		return err
+	}
+	data := vals[7]
+	if fields[7].Format == pgx.BinaryFormatCode { // binary jsonb: a version byte, then the JSON text
 		if len(data) < 1 || data[0] != 1 {
-			return fmt.Errorf("replay row: unsupported jsonb binary version")
+			return fmt.Errorf("event row: unsupported jsonb binary version")
 		}
 		data = data[1:]
 	}
-	if len(vals[1]) != 8 || len(vals[2]) != 8 || len(vals[4]) != 4 || len(vals[6]) != 8 {
-		return fmt.Errorf("replay row: unexpected binary column sizes")
+	if len(vals[1]) != 8 || len(vals[3]) != 16 || len(vals[4]) != 8 || len(vals[6]) != 4 || len(vals[8]) != 8 {
+		return fmt.Errorf("event row: unexpected binary column sizes")
 	}
 	if c.arena == nil {
 		c.arena = make([]byte, 0, replayChunkSize*64)
@@ -174,12 +232,15 @@ func (c *replayChunk) add(rows pgx.Rows, names *interner) error {
 	start := len(c.arena)
 	c.arena = append(c.arena, data...)
 	c.rows = append(c.rows, replayRow{
-		version:       int64(binary.BigEndian.Uint64(vals[1])),
-		position:      int64(binary.BigEndian.Uint64(vals[2])),
-		typ:           names.of(vals[3]),
-		schemaVersion: int(int32(binary.BigEndian.Uint32(vals[4]))),
+		txid:          txid,
+		position:      int64(binary.BigEndian.Uint64(vals[1])),
+		streamType:    names.of(vals[2]),
+		streamID:      uuid.UUID(vals[3]),
+		version:       int64(binary.BigEndian.Uint64(vals[4])),
+		typ:           names.of(vals[5]),
+		schemaVersion: int(int32(binary.BigEndian.Uint32(vals[6]))),
 		data:          c.arena[start:len(c.arena):len(c.arena)],
-		recordedAt:    postgresEpoch.Add(time.Duration(int64(binary.BigEndian.Uint64(vals[6]))) * time.Microsecond),
+		recordedAt:    postgresEpoch.Add(time.Duration(int64(binary.BigEndian.Uint64(vals[8]))) * time.Microsecond),
 	})
 	return nil
 }
@@ -187,11 +248,24 @@ func (c *replayChunk) add(rows pgx.Rows, names *interner) error {
 // postgresEpoch is where binary timestamptz values count microseconds from.
 var postgresEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// rawReadable reports whether the replay query's columns can be read from
-// their raw bytes: text is the same in both formats, jsonb is handled in
-// both, and the integers and the timestamp must be binary.
+// readXID8 reads a transaction id. pgx has no codec for xid8 and asks for
+// its text form, which is still far cheaper for the server than a cast.
+func readXID8(format int16, b []byte) (uint64, error) {
+	if format == pgx.BinaryFormatCode && len(b) == 8 {
+		return binary.BigEndian.Uint64(b), nil
+	}
+	x, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("event row: transaction id %q: %w", b, err)
+	}
+	return x, nil
+}
+
+// rawReadable reports whether the lean row's columns can be read from their
+// raw bytes: text is the same in both formats, jsonb and xid8 are handled in both,
+// and the integers, the uuid and the timestamp must be binary.
 func rawReadable(fields []pgconn.FieldDescription) bool {
-	for _, i := range []int{1, 2, 4, 6} {
+	for _, i := range []int{1, 3, 4, 6, 8} {
 		if fields[i].Format != pgx.BinaryFormatCode {
 			return false
 		}

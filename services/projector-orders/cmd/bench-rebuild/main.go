@@ -9,10 +9,13 @@
 //   - read: the store read alone (rebuild.Replay into a sink that drops
 //     everything), through eventstore.Store.ReadAll and through the
 //     rebuild's rebuilder.Reader: the ceiling for any rebuild;
-//   - copy: a raw COPY of -events rows into a scratch table shaped like
-//     account_activity, with the same pgx CopyFrom and chunks as the
-//     rebuild: with its primary key maintained, without any index, and
-//     without an index but the primary key built after the data;
+//   - copy: a raw binary COPY of the very rows the rebuild wrote (every row
+//     of orders_view, accounts_balance and account_activity) into empty
+//     tables of the same definition: with their indexes maintained during
+//     the COPY, and with the indexes built after the data (what the
+//     rebuild does). Its rate is in the rebuild's events per second (the
+//     events the rows were folded from, over the COPY's time), so the two
+//     compare as durations;
 //   - rebuild: rebuilder.Rebuild end to end (prepare, fill, final rows,
 //     indexes, statistics, swap, catch-up, drop), and the fill alone;
 //
@@ -25,6 +28,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -38,7 +42,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/escqrs/platform/internal/envconfig"
@@ -125,7 +128,8 @@ func run() error {
 	// The baselines and the rebuilds alternate, so that a burst of load on a
 	// shared machine does not land on one side only; the best run of each
 	// is compared, and the median shown.
-	var reads, leanReads, copyPK, copyBare, copyBareThenPK, totals, fills []float64
+	var reads, leanReads, copyIndexed, copyIndexesAfter, totals, fills []float64
+	var dumps map[string][]byte
 	var res rebuilder.Result
 	rb := rebuilder.New(store, pool, log, rebuilder.WithBatchSize(*batch))
 	for i := range *runs {
@@ -141,15 +145,17 @@ func run() error {
 			return err
 		}
 		leanReads = append(leanReads, r)
-		for _, b := range []struct {
-			out  *[]float64
-			mode copyMode
-		}{{&copyPK, withPK}, {&copyBare, noIndex}, {&copyBareThenPK, pkAfter}} {
-			r, err := measureCopy(ctx, pool, evs, b.mode)
-			if err != nil {
-				return err
+		if dumps != nil { // the rows of the previous rebuild
+			for _, b := range []struct {
+				out  *[]float64
+				mode copyMode
+			}{{&copyIndexed, indexesMaintained}, {&copyIndexesAfter, indexesAfter}} {
+				r, err := measureCopy(ctx, pool, dumps, *n, b.mode)
+				if err != nil {
+					return err
+				}
+				*b.out = append(*b.out, r)
 			}
-			*b.out = append(*b.out, r)
 		}
 
 		stopProfile, err := startProfile(*cpuprofile, i)
@@ -170,6 +176,20 @@ func run() error {
 			i+1, res.Events, elapsed.Round(time.Millisecond), res.FillDuration.Round(time.Millisecond),
 			res.FinishDuration.Round(time.Millisecond), res.SwapDuration.Round(100*time.Microsecond),
 			tr.Get().FinishedAt.Sub(tr.Get().SwappedAt).Round(100*time.Microsecond), totals[i], fills[i])
+		if dumps == nil {
+			if dumps, err = dumpTables(ctx, pool); err != nil {
+				return err
+			}
+			r1, err := measureCopy(ctx, pool, dumps, *n, indexesMaintained)
+			if err != nil {
+				return err
+			}
+			r2, err := measureCopy(ctx, pool, dumps, *n, indexesAfter)
+			if err != nil {
+				return err
+			}
+			copyIndexed, copyIndexesAfter = append(copyIndexed, r1), append(copyIndexesAfter, r2)
+		}
 	}
 	fmt.Printf("rows written: %d orders_view, %d accounts_balance, %d account_activity\n", res.Orders, res.Accounts, res.Activity)
 	fmt.Printf("\n%d runs; load average now %s\n", *runs, loadAverage())
@@ -180,9 +200,8 @@ func run() error {
 	}
 	line("store read alone, eventstore.Store.ReadAll (events)", reads)
 	line("store read alone, rebuilder.Reader (events)", leanReads)
-	line("raw COPY into account_activity shape, PK maintained (rows)", copyPK)
-	line("raw COPY into account_activity shape, no index (rows)", copyBare)
-	line("raw COPY into account_activity shape, PK built after (rows)", copyBareThenPK)
+	line("raw COPY of the same rows, indexes maintained (events)", copyIndexed)
+	line("raw COPY of the same rows, indexes built after (events)", copyIndexesAfter)
 	line("rebuild fill (events)", fills)
 	line("rebuild end to end (events)", totals)
 
@@ -253,45 +272,80 @@ func (discard) HandleBatch(context.Context, []events.Envelope) error { return ni
 type copyMode int
 
 const (
-	withPK  copyMode = iota // the table's primary key exists during the COPY
-	noIndex                 // no index at all
-	pkAfter                 // no index during the COPY, the primary key built after it (what the rebuild does)
+	indexesMaintained copyMode = iota // the tables' indexes exist during the COPY
+	indexesAfter                      // the indexes are built after the data, as the rebuild does
 )
 
-// measureCopy COPYs one row per event into a scratch table shaped like
-// account_activity: the keys are the events' (stream_id, version), the
-// rest like real activity rows; the same chunks and the same pgx CopyFrom
-// as the rebuild.
-func measureCopy(ctx context.Context, pool *pgxpool.Pool, evs []workload.Event, mode copyMode) (float64, error) {
-	like := "INCLUDING ALL"
-	if mode != withPK {
-		like = "INCLUDING ALL EXCLUDING INDEXES"
+// modelTables are the tables a rebuild writes.
+var modelTables = []string{"orders_view", "accounts_balance", "account_activity"}
+
+// dumpTables reads every row of the live model tables in COPY's binary format.
+func dumpTables(ctx context.Context, pool *pgxpool.Pool) (map[string][]byte, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
 	}
-	if _, err := pool.Exec(ctx, "DROP TABLE IF EXISTS copy_baseline; CREATE TABLE copy_baseline (LIKE account_activity "+like+")"); err != nil {
+	defer conn.Release()
+	out := map[string][]byte{}
+	for _, t := range modelTables {
+		var buf bytes.Buffer
+		if _, err := conn.Conn().PgConn().CopyTo(ctx, &buf, "COPY "+t+" TO STDOUT (FORMAT binary)"); err != nil {
+			return nil, fmt.Errorf("dump %s: %w", t, err)
+		}
+		out[t] = buf.Bytes()
+	}
+	return out, nil
+}
+
+// measureCopy COPYs the dumped rows into empty copies of the model tables
+// and returns the rate in events (n, the events the rows come from) per
+// second of COPY, index building included.
+func measureCopy(ctx context.Context, pool *pgxpool.Pool, dumps map[string][]byte, n int, mode copyMode) (float64, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
 		return 0, err
 	}
-	defer pool.Exec(ctx, "DROP TABLE IF EXISTS copy_baseline") //nolint:errcheck // scratch
-	now := time.Now().UTC().Truncate(time.Microsecond)
-	const chunk = 16384
-	start := time.Now()
-	for lo := 0; lo < len(evs); lo += chunk {
-		hi := min(lo+chunk, len(evs))
-		src := pgx.CopyFromSlice(hi-lo, func(i int) ([]any, error) {
-			e := evs[lo+i]
-			return []any{pgtype.UUID{Bytes: e.StreamID, Valid: true}, e.Version, int64(lo + i + 1), e.Data.EventType(),
-				int64(i % 20_000), int64(lo + i), "bank transfer", now}, nil
-		})
-		if _, err := pool.CopyFrom(ctx, pgx.Identifier{"copy_baseline"},
-			[]string{"account_id", "version", "position", "type", "amount_cents", "balance_after_cents", "description", "recorded_at"}, src); err != nil {
-			return 0, fmt.Errorf("copy baseline: %w", err)
+	defer conn.Release()
+	var indexes []string
+	for _, t := range modelTables {
+		like := "INCLUDING ALL"
+		if mode == indexesAfter {
+			like = "INCLUDING ALL EXCLUDING INDEXES"
+			rows, err := conn.Query(ctx, "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1", t)
+			if err != nil {
+				return 0, err
+			}
+			defs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				return 0, err
+			}
+			for _, d := range defs { // CREATE [UNIQUE] INDEX name ON public.t USING ... -> an unnamed index on the copy
+				_, rest, _ := strings.Cut(d, " ON ")
+				_, using, _ := strings.Cut(rest, " USING ")
+				unique := ""
+				if strings.HasPrefix(d, "CREATE UNIQUE") {
+					unique = "UNIQUE "
+				}
+				indexes = append(indexes, fmt.Sprintf("CREATE %sINDEX ON copy_%s USING %s", unique, t, using))
+			}
 		}
-	}
-	if mode == pkAfter {
-		if _, err := pool.Exec(ctx, "ALTER TABLE copy_baseline ADD PRIMARY KEY (account_id, version)"); err != nil {
+		if _, err := conn.Exec(ctx, fmt.Sprintf("DROP TABLE IF EXISTS copy_%s; CREATE TABLE copy_%s (LIKE %s %s)", t, t, t, like)); err != nil {
 			return 0, err
 		}
+		defer pool.Exec(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS copy_"+t) //nolint:errcheck // scratch
 	}
-	return float64(len(evs)) / time.Since(start).Seconds(), nil
+	start := time.Now()
+	for _, t := range modelTables {
+		if _, err := conn.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(dumps[t]), "COPY copy_"+t+" FROM STDIN (FORMAT binary)"); err != nil {
+			return 0, fmt.Errorf("copy %s: %w", t, err)
+		}
+	}
+	for _, ix := range indexes {
+		if _, err := conn.Exec(ctx, ix); err != nil {
+			return 0, fmt.Errorf("%s: %w", ix, err)
+		}
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
 }
 
 // verifyTables compares the live tables with Project over the whole store.

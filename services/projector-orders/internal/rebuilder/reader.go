@@ -2,12 +2,9 @@ package rebuilder
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -22,14 +19,12 @@ import (
 // same ORDER BY, the same cursor), but lean, because reading the whole
 // store is most of a rebuild's work:
 //
-//   - it selects and decodes only what the read model folds (positions,
-//     stream, version, type, payload, recorded_at): no event id, occurred_at
-//     or metadata, which the model never reads;
-//   - it reads ahead, in a pipeline: one goroutine fetches batch after
-//     batch (each continuing from the last row of the one before), another
-//     decodes the payloads of a fetched batch on every core, and ReadAll
-//     hands over decoded batches in order, so the database, the decoding
-//     and the caller's work overlap.
+//   - it reads through the store's ReadAllForProjection, which selects and
+//     decodes only what a read model folds;
+//   - it reads ahead: one goroutine fetches batch after batch (each
+//     continuing from the last row of the one before) while ReadAll hands
+//     over the batches already read, so the database, the decoding and the
+//     caller's work overlap.
 //
 // A batch read ahead is as valid as one read later: it is what a reader
 // that had asked a moment earlier would have got, and continuing from its
@@ -50,12 +45,11 @@ import (
 // does); Close stops a pipeline whose batches nobody will take.
 type Reader struct {
 	Store
-	pool     *pgxpool.Pool
-	registry *events.Registry
-	log      *slog.Logger
-	p        *pipeline
-	barrier  uint64 // a transaction id; 0: not set yet
-	passed   bool   // every transaction below barrier has ended
+	pool    *pgxpool.Pool
+	log     *slog.Logger
+	p       *pipeline
+	barrier uint64 // a transaction id; 0: not set yet
+	passed  bool   // every transaction below barrier has ended
 }
 
 // pipeline reads ahead from a cursor; expect is the cursor the next batch
@@ -77,7 +71,7 @@ type readResult struct {
 // NewReader returns a Reader over the events table of pool's database,
 // delegating the rest to store.
 func NewReader(store Store, pool *pgxpool.Pool) *Reader {
-	return &Reader{Store: store, pool: pool, registry: events.Default, log: slog.New(slog.DiscardHandler)}
+	return &Reader{Store: store, pool: pool, log: slog.New(slog.DiscardHandler)}
 }
 
 // Barrier makes ReadAll report the end of the store (an empty batch) only
@@ -172,132 +166,24 @@ func (r *Reader) Close() {
 	}
 }
 
-// rawRow is a fetched event whose payload is not decoded yet.
-type rawRow struct {
-	env  events.Envelope
-	data []byte
-}
-
-type rawBatch struct {
-	rows []rawRow
-	next eventstore.Cursor
-	err  error
-}
-
 func (r *Reader) start(ctx context.Context, after eventstore.Cursor, limit int) *pipeline {
 	ctx, cancel := context.WithCancel(ctx)
 	p := &pipeline{expect: after, limit: limit, cancel: cancel, out: make(chan readResult, 1), done: make(chan struct{})}
-	fetched := make(chan rawBatch, 1)
-	fetcherDone := make(chan struct{})
 	go func() { // fetch until an empty batch or an error
-		defer close(fetcherDone)
-		defer close(fetched)
+		defer close(p.done)
 		cursor := after
 		for {
-			b := r.fetch(ctx, cursor, limit)
+			batch, next, err := r.Store.ReadAllForProjection(ctx, cursor, limit)
 			select {
-			case fetched <- b:
+			case p.out <- readResult{batch: batch, next: next, err: err}:
 			case <-ctx.Done():
 				return
 			}
-			if b.err != nil || len(b.rows) == 0 {
+			if err != nil || len(batch) == 0 {
 				return
 			}
-			cursor = b.next
-		}
-	}()
-	go func() { // decode in order
-		defer close(p.done)
-		defer func() { <-fetcherDone }()
-		for b := range fetched {
-			res := readResult{next: b.next, err: b.err}
-			if b.err == nil {
-				res.batch, res.err = r.decode(b.rows)
-			}
-			select {
-			case p.out <- res:
-			case <-ctx.Done():
-				return
-			}
-			if res.err != nil {
-				cancel()
-				return
-			}
+			cursor = next
 		}
 	}()
 	return p
-}
-
-// readAllSQL is eventstore.Store.ReadAll's query with fewer columns. The
-// transaction id is aliased: a bare "transaction_id" in ORDER BY would
-// name the bigint output column, which no index sorts.
-const readAllSQL = `SELECT transaction_id::text::bigint AS txid, position, stream_type, stream_id, version, type, schema_version, data, recorded_at
-FROM events
-WHERE (transaction_id, position) > ($1::text::xid8, $2)
-  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY transaction_id, position
-LIMIT $3`
-
-// fetch reads the rows of one batch, leaving the payloads to decode.
-func (r *Reader) fetch(ctx context.Context, after eventstore.Cursor, limit int) rawBatch {
-	rows, err := r.pool.Query(ctx, readAllSQL, strconv.FormatUint(after.TransactionID, 10), after.Position, limit)
-	if err != nil {
-		return rawBatch{err: fmt.Errorf("read all after %+v: %w", after, err)}
-	}
-	defer rows.Close()
-	out := make([]rawRow, 0, limit)
-	next := after
-	var (
-		txid       uint64
-		streamType string
-	)
-	for rows.Next() {
-		var raw rawRow
-		e := &raw.env
-		if err := rows.Scan(&txid, &e.Position, &streamType, &e.StreamID, &e.Version, &e.Type, &e.SchemaVersion, &raw.data, &e.RecordedAt); err != nil {
-			return rawBatch{err: fmt.Errorf("read all after %+v: %w", after, err)}
-		}
-		e.StreamType = events.StreamType(streamType)
-		e.RecordedAt = e.RecordedAt.UTC()
-		out = append(out, raw)
-		next = eventstore.Cursor{TransactionID: txid, Position: e.Position}
-	}
-	if err := rows.Err(); err != nil {
-		return rawBatch{err: fmt.Errorf("read all after %+v: %w", after, err)}
-	}
-	return rawBatch{rows: out, next: next}
-}
-
-// decodeWorkers is how many goroutines decode one batch's payloads.
-var decodeWorkers = max(1, runtime.GOMAXPROCS(0))
-
-// decode turns fetched rows into envelopes, with the registry (upcasting
-// old schema versions), split over decodeWorkers goroutines.
-func (r *Reader) decode(rows []rawRow) ([]events.Envelope, error) {
-	out := make([]events.Envelope, len(rows))
-	errs := make([]error, decodeWorkers)
-	per := (len(rows) + decodeWorkers - 1) / decodeWorkers
-	var wg sync.WaitGroup
-	for w := range decodeWorkers {
-		lo, hi := min(w*per, len(rows)), min((w+1)*per, len(rows))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := lo; i < hi; i++ {
-				e := rows[i].env
-				p, err := r.registry.Decode(e.Type, e.SchemaVersion, rows[i].data)
-				if err != nil {
-					errs[w] = fmt.Errorf("event %d: %w", e.Position, err)
-					return
-				}
-				e.Data, e.SchemaVersion = p, r.registry.CurrentVersion(e.Type)
-				out[i] = e
-			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return out, nil
 }

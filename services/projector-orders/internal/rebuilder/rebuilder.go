@@ -45,6 +45,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/escqrs/platform/internal/consumer"
+	"github.com/escqrs/platform/internal/eventstore"
 	"github.com/escqrs/platform/internal/rebuild"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/projector-orders/internal/ordersmodel"
@@ -55,6 +56,9 @@ import (
 type Store interface {
 	rebuild.Store
 	consumer.StreamReader
+	// ReadAllForProjection is ReadAll without the columns no model reads
+	// (see eventstore.Store.ReadAllForProjection): the fill's reads.
+	ReadAllForProjection(ctx context.Context, after eventstore.Cursor, limit int) ([]events.Envelope, eventstore.Cursor, error)
 }
 
 // ErrAlreadyRunning is returned when another rebuild of the same database
