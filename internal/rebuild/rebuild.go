@@ -266,3 +266,13 @@ func drain(ctx context.Context, store Store, cursor eventstore.Cursor, sink Sink
 		}
 	}
 }
+
+// ProjectionReads is an event store whose ReadAll is ReadAllForProjection:
+// a rebuild reads every event of the store, and no read model reads the
+// event ids, occurrence times or metadata that the lean read leaves out.
+type ProjectionReads struct{ *eventstore.Store }
+
+// ReadAll implements Store.
+func (p ProjectionReads) ReadAll(ctx context.Context, after eventstore.Cursor, limit int) ([]events.Envelope, eventstore.Cursor, error) {
+	return p.Store.ReadAllForProjection(ctx, after, limit)
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/escqrs/platform/internal/obs"
 	"github.com/escqrs/platform/internal/projector"
 	"github.com/escqrs/platform/internal/readmodel/statskeys"
+	"github.com/escqrs/platform/internal/rebuild"
 	"github.com/escqrs/platform/services/projector-stats/internal/config"
 	"github.com/escqrs/platform/services/projector-stats/internal/rebuilder"
 	"github.com/escqrs/platform/services/projector-stats/internal/statsmodel"
@@ -63,7 +64,7 @@ func run(args []string) error {
 	defer deps.Close()
 	rdb := redis.NewClient(redisOpts)
 	defer rdb.Close()
-	rb := rebuilder.New(deps.Store, rdb, cfg.KeyPrefix, log)
+	rb := rebuilder.New(rebuild.ProjectionReads{Store: deps.Store}, rdb, cfg.KeyPrefix, log)
 	if command != "serve" {
 		return rebuilder.Command(ctx, rb, args, os.Stdout)
 	}

@@ -56,7 +56,7 @@ func run() error {
 	defer deps.Close()
 
 	if cmd.Name != rebuilder.Serve {
-		reb := rebuilder.New(es, deps.Store, names, log, rebuilder.Options{Report: rebuild.PrintProgress(os.Stdout)})
+		reb := rebuilder.New(es, rebuild.ProjectionReads{Store: deps.Store}, names, log, rebuilder.Options{Report: rebuild.PrintProgress(os.Stdout)})
 		return reb.Execute(ctx, cmd)
 	}
 	if err := searchmodel.WaitEnsureIndices(ctx, log, es, names); err != nil {
@@ -69,7 +69,7 @@ func run() error {
 	checks := map[string]httpx.Check{
 		"elasticsearch": func(ctx context.Context) error { return searchmodel.Ready(ctx, es) },
 	}
-	reb := rebuilder.New(es, deps.Store, names, log, rebuilder.Options{Report: rebuilder.LogProgress(log, 10*time.Second)})
+	reb := rebuilder.New(es, rebuild.ProjectionReads{Store: deps.Store}, names, log, rebuilder.Options{Report: rebuilder.LogProgress(log, 10*time.Second)})
 	admin := rebuild.NewAdmin(ctx, log, reb.Rebuild, reb.Replay)
 	// Only orders are indexed, so only the order topic is consumed.
 	return projector.Run(ctx, cfg.Projector, log, deps, model, checks, admin.Mount, events.StreamOrder)

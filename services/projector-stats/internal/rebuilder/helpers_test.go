@@ -15,6 +15,7 @@ import (
 	"github.com/escqrs/platform/internal/consumer"
 	"github.com/escqrs/platform/internal/eventstore"
 	"github.com/escqrs/platform/internal/readmodel/statskeys"
+	"github.com/escqrs/platform/internal/rebuild"
 	"github.com/escqrs/platform/internal/testenv"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/projector-stats/internal/rebuilder"
@@ -62,7 +63,7 @@ func (e *env) rebuilder(opts ...rebuilder.Option) *rebuilder.Rebuilder {
 		rebuilder.WithGrace(300 * time.Millisecond),
 		rebuilder.WithLease(3*time.Second, 10*time.Second),
 	}
-	return rebuilder.New(e.store, e.rdb, e.prefix, testLogger(), append(base, opts...)...)
+	return rebuilder.New(rebuild.ProjectionReads{Store: e.store}, e.rdb, e.prefix, testLogger(), append(base, opts...)...)
 }
 
 // liveModel is the live projector's model: it follows the active key.

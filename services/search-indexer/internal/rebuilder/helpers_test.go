@@ -26,6 +26,7 @@ import (
 	"github.com/escqrs/platform/internal/domain/order"
 	"github.com/escqrs/platform/internal/eventstore"
 	"github.com/escqrs/platform/internal/readmodel/searchdoc"
+	"github.com/escqrs/platform/internal/rebuild"
 	"github.com/escqrs/platform/internal/testenv"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/search-indexer/internal/rebuilder"
@@ -119,7 +120,7 @@ func (e *env) aliasTargets(t testing.TB) []string {
 }
 
 func (e *env) rebuilder(opts rebuilder.Options) *rebuilder.Rebuilder {
-	return rebuilder.New(e.es, e.store, e.names, e.log, opts)
+	return rebuilder.New(e.es, rebuild.ProjectionReads{Store: e.store}, e.names, e.log, opts)
 }
 
 // liveSequencer is the live projector's path into the index: a Sequencer
