@@ -66,7 +66,7 @@ func (c *Config) defaults() {
 		c.Linger = 2 * time.Millisecond
 	}
 	if c.MaxWait <= 0 {
-		c.MaxWait = 50 * time.Millisecond
+		c.MaxWait = time.Second
 	}
 	if c.Retries <= 0 {
 		c.Retries = 5
