@@ -39,6 +39,12 @@ start() {
   done
   "$ROOT/scripts/stack.sh" up
   eval "$("$ROOT/scripts/stack.sh" env)"
+  # One local broker: 4 partitions per topic allow 4 replicas of each
+  # projector and cost far less broker and client CPU than the services'
+  # production default of 12 (kafka-go fetches each partition on its own
+  # connection). Set KAFKA_PARTITIONS to override; existing topics keep
+  # their partition count.
+  export KAFKA_PARTITIONS="${KAFKA_PARTITIONS:-4}"
   local svc i n port pidf
   for svc in "${SERVICES[@]}"; do
     [ -x "$BIN/$svc" ] || { echo "run.sh: $BIN/$svc missing: run 'make build' first" >&2; exit 1; }

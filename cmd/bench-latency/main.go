@@ -96,13 +96,15 @@ func run(commandURL, queryURL string, rate int, duration time.Duration, sample f
 	ctx := context.Background()
 	interval := time.Second / time.Duration(rate)
 	every := int64(1 / sample)
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	deadline := time.Now().Add(duration)
+	// Command n goes out at start + n*interval: a sender that fell behind
+	// catches up instead of silently lowering the rate (as a Ticker,
+	// which drops ticks, would).
+	start := time.Now()
+	deadline := start.Add(duration)
 	fmt.Printf("sending %d POST /v1/orders per second for %s, timing 1 in %d...\n", rate, duration, every)
 	for time.Now().Before(deadline) {
-		<-ticker.C
 		n := sent.Add(1)
+		time.Sleep(time.Until(start.Add(time.Duration(n-1) * interval)))
 		wg.Go(func() {
 			customer := uuid.NewString()
 			body := []byte(`{"customer_id":"` + customer + `","currency":"EUR","items":[{"sku":"LAT-1","name":"Latency probe","quantity":1,"unit_price_cents":100}]}`)
@@ -153,8 +155,9 @@ func run(commandURL, queryURL string, rate int, duration time.Duration, sample f
 			inner.Wait()
 		})
 	}
+	sending := time.Since(start)
 	wg.Wait()
-	fmt.Printf("sent %d commands (%d failed), timed %d\n\n", sent.Load(), failed.Load(), sent.Load()/every)
+	fmt.Printf("sent %d commands in %s (%d failed), timed %d\n\n", sent.Load(), sending.Round(time.Millisecond), failed.Load(), sent.Load()/every)
 	fmt.Printf("%-26s %8s %8s %8s %8s %8s\n", "201 -> visible in", "p50", "p95", "p99", "max", "timeouts")
 	for i, m := range models {
 		l := latencies[i]

@@ -56,6 +56,12 @@ type Config struct {
 	// ShutdownTimeout bounds how long the batch in hand may take to finish
 	// after cancellation.
 	ShutdownTimeout time.Duration
+	// CommitInterval is how often the offsets of applied batches are sent
+	// to Kafka (and always when the reader closes or the group rebalances).
+	// Committing each batch synchronously would cost a broker round trip
+	// per batch on the latency path; a crash re-delivers at most this
+	// interval's events, which the models skip by version.
+	CommitInterval time.Duration
 }
 
 func (c *Config) defaults() {
@@ -79,6 +85,9 @@ func (c *Config) defaults() {
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 15 * time.Second
+	}
+	if c.CommitInterval <= 0 {
+		c.CommitInterval = 200 * time.Millisecond
 	}
 }
 
@@ -124,8 +133,9 @@ func (c *Consumer) newReader() *kafka.Reader {
 		ReadBackoffMin: 10 * time.Millisecond,
 		ReadBackoffMax: 100 * time.Millisecond,
 		StartOffset:    c.cfg.StartOffset,
-		// Offsets are committed explicitly, after the effect is durable.
-		CommitInterval:        0,
+		// Offsets are handed to the reader only after the effect is
+		// durable; it sends them every CommitInterval and on Close.
+		CommitInterval:        c.cfg.CommitInterval,
 		HeartbeatInterval:     time.Second,
 		SessionTimeout:        10 * time.Second,
 		RebalanceTimeout:      10 * time.Second,

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -65,12 +66,15 @@ func run() error {
 		}
 		return fmt.Errorf("prepare indices: %w", err)
 	}
-	model := searchmodel.New(es, names.Alias, names.CheckpointIndex)
+	model := searchmodel.New(es, names.Alias, names.CheckpointIndex, searchmodel.WithCheckpointEvery(cfg.CheckpointEvery))
 	checks := map[string]httpx.Check{
 		"elasticsearch": func(ctx context.Context) error { return searchmodel.Ready(ctx, es) },
 	}
 	reb := rebuilder.New(es, rebuild.ProjectionReads{Store: deps.Store}, names, log, rebuilder.Options{Report: rebuilder.LogProgress(log, 10*time.Second)})
 	admin := rebuild.NewAdmin(ctx, log, reb.Rebuild, reb.Replay)
 	// Only orders are indexed, so only the order topic is consumed.
-	return projector.Run(ctx, cfg.Projector, log, deps, model, checks, admin.Mount, events.StreamOrder)
+	err = projector.Run(ctx, cfg.Projector, log, deps, model, checks, admin.Mount, events.StreamOrder)
+	flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return errors.Join(err, model.FlushCheckpoint(flushCtx))
 }

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -154,4 +155,47 @@ func TestStaleDocument(t *testing.T) {
 	if v != 1 || d.Status != "placed" {
 		t.Errorf("after the refused batch: status %s version %d, want placed 1", d.Status, v)
 	}
+}
+
+// TestCheckpointEvery: with a checkpoint interval, a batch inside the
+// interval leaves its position and count pending; they reach the checkpoint
+// document with the next write, from FlushCheckpoint or from the timer.
+func TestCheckpointEvery(t *testing.T) {
+	t.Parallel()
+	h := newHistory()
+	t.Run("flush", func(t *testing.T) {
+		t.Parallel()
+		client, names, model := setup(t, searchmodel.WithCheckpointEvery(time.Hour))
+		mustApply(t, model, h.evs[:3]...)
+		mustApply(t, model, h.evs[3:]...)
+		want := searchdoc.Checkpoint{Projection: searchdoc.Projection, Position: 3, EventsApplied: 3, UpdatedAt: fixedNow}
+		if got := getCheckpoint(t, client, names); !reflect.DeepEqual(got, want) {
+			t.Fatalf("checkpoint inside the interval %+v, want %+v (the first batch only)", got, want)
+		}
+		if err := model.FlushCheckpoint(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		want = searchdoc.Checkpoint{Projection: searchdoc.Projection, Position: 8, EventsApplied: 8, UpdatedAt: fixedNow}
+		if got := getCheckpoint(t, client, names); !reflect.DeepEqual(got, want) {
+			t.Fatalf("checkpoint after the flush %+v, want %+v", got, want)
+		}
+		checkDocs(t, client, names, h.want)
+	})
+	t.Run("timer", func(t *testing.T) {
+		t.Parallel()
+		client, names, model := setup(t, searchmodel.WithCheckpointEvery(200*time.Millisecond), searchmodel.WithClock(time.Now))
+		mustApply(t, model, h.evs[:3]...)
+		mustApply(t, model, h.evs[3:]...)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got := getCheckpoint(t, client, names)
+			if got.Position == 8 && got.EventsApplied == 8 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("checkpoint %+v: the timer never wrote the pending batch", got)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
 }

@@ -62,6 +62,16 @@ func WithClock(now func() time.Time) Option { return func(m *Model) { m.now = no
 // WithProjection names the checkpoint document (default searchdoc.Projection).
 func WithProjection(name string) Option { return func(m *Model) { m.projection = name } }
 
+// WithCheckpointEvery writes the checkpoint document at most once per
+// interval (0, the default: with every batch); a batch in between adds its
+// position and count to the next write, which a timer makes within the
+// interval if no batch does. Every checkpoint update is a read-modify-write
+// of one document, and Elasticsearch refreshes the checkpoint index before
+// each such real-time read of a changed document: per batch, at hundreds of
+// batches a second, that is a large share of the cluster's work for a
+// figure (GET /v1/projections) nobody needs more than once a second.
+func WithCheckpointEvery(d time.Duration) Option { return func(m *Model) { m.checkpointEvery = d } }
+
 // maxKnownAccounts bounds the memory of account ids; past it the set starts
 // over and forgotten ids are resolved again.
 const maxKnownAccounts = 200_000
@@ -77,6 +87,22 @@ type Model struct {
 
 	mu       sync.Mutex
 	accounts map[uuid.UUID]struct{}
+	// fetched holds the documents the last Versions read, for the Apply
+	// of the same batch: one mget per batch instead of two.
+	fetched map[uuid.UUID]stored
+
+	checkpointEvery time.Duration
+	cpMu            sync.Mutex
+	pending         pendingCheckpoint
+	lastCheckpoint  time.Time
+	cpTimer         *time.Timer
+}
+
+// pendingCheckpoint is what batches applied since the last checkpoint
+// write add to it.
+type pendingCheckpoint struct {
+	position, applied int64
+	dirty             bool
 }
 
 var _ consumer.Model = (*Model)(nil)
@@ -99,12 +125,16 @@ func (m *Model) Versions(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]in
 	if len(ids) == 0 {
 		return out, nil
 	}
-	docs, err := m.mget(ctx, ids, false)
+	docs, err := m.mget(ctx, ids, true)
 	if err != nil {
 		return nil, err
 	}
 	var unknown []uuid.UUID
 	m.mu.Lock()
+	m.fetched = make(map[uuid.UUID]stored, len(ids))
+	for _, id := range ids {
+		m.fetched[id] = docs[id] // the zero stored: no document
+	}
 	for _, id := range ids {
 		if d, ok := docs[id]; ok {
 			out[id] = d.version
@@ -189,11 +219,7 @@ func (m *Model) Apply(ctx context.Context, evs []events.Envelope) error {
 	}
 	m.remember(accounts)
 
-	ids := make([]uuid.UUID, len(streams))
-	for i, sb := range streams {
-		ids[i] = sb.id
-	}
-	current, err := m.mget(ctx, ids, true)
+	current, err := m.current(ctx, streams)
 	if err != nil {
 		return err
 	}
@@ -212,12 +238,21 @@ func (m *Model) Apply(ctx context.Context, evs []events.Envelope) error {
 		bulk.Add(elastic.NewBulkIndexRequest().Index(m.alias).Id(doc.OrderID).
 			VersionType("external").Version(doc.Version).Doc(doc))
 	}
-	bulk.Add(m.checkpointUpdate(maxPos, applied))
-	// No refresh here: the index refreshes every 200ms on its own, and
-	// mget is real-time, so the next batch sees these writes regardless.
+	cp, writeCheckpoint := m.takeCheckpoint(maxPos, applied)
+	if writeCheckpoint {
+		bulk.Add(m.checkpointUpdate(cp.position, cp.applied))
+	}
+	if bulk.NumberOfActions() == 0 {
+		return nil
+	}
+	// No refresh here: the index refreshes on its own, and mget is
+	// real-time, so the next batch sees these writes regardless.
 	res, err := bulk.Do(ctx)
 	if err != nil {
-		return fmt.Errorf("bulk write %d order documents: %w", bulk.NumberOfActions()-1, err)
+		if writeCheckpoint {
+			m.addPending(cp)
+		}
+		return fmt.Errorf("bulk write %d actions: %w", bulk.NumberOfActions(), err)
 	}
 	if err := m.checkBulk(res); err != nil {
 		return err
@@ -274,6 +309,102 @@ func conflicts(res *elastic.BulkResponse, checkpointIndex string) []uuid.UUID {
 		}
 	}
 	return ids
+}
+
+// current returns the stored document of each stream: as the batch's
+// Versions call read it, or read afresh when that read is not there (another
+// caller's Versions came between) or is older than the batch's first event
+// needs. A document read a moment ago is as good as one read now: folding
+// the events after its version gives the same document, and a write that
+// another replica has overtaken meanwhile is refused by its version.
+func (m *Model) current(ctx context.Context, streams []*streamBatch) (map[uuid.UUID]stored, error) {
+	out := make(map[uuid.UUID]stored, len(streams))
+	var missing []uuid.UUID
+	m.mu.Lock()
+	for _, sb := range streams {
+		if d, ok := m.fetched[sb.id]; ok && d.version >= sb.evs[0].Version-1 {
+			out[sb.id] = d
+		} else {
+			missing = append(missing, sb.id)
+		}
+	}
+	m.mu.Unlock()
+	if len(missing) == 0 {
+		return out, nil
+	}
+	docs, err := m.mget(ctx, missing, true)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range missing {
+		out[id] = docs[id]
+	}
+	return out, nil
+}
+
+// takeCheckpoint adds a batch to the pending checkpoint and reports whether
+// to write it now; if not, a timer writes it within checkpointEvery.
+func (m *Model) takeCheckpoint(position, applied int64) (pendingCheckpoint, bool) {
+	m.cpMu.Lock()
+	defer m.cpMu.Unlock()
+	m.pending.position = max(m.pending.position, position)
+	m.pending.applied += applied
+	m.pending.dirty = true
+	since := m.now().Sub(m.lastCheckpoint)
+	if m.checkpointEvery <= 0 || since >= m.checkpointEvery {
+		cp := m.pending
+		m.pending, m.lastCheckpoint = pendingCheckpoint{}, m.now()
+		return cp, true
+	}
+	if m.cpTimer == nil {
+		m.cpTimer = time.AfterFunc(m.checkpointEvery-since, m.flushOnTimer)
+	}
+	return pendingCheckpoint{}, false
+}
+
+// addPending puts back a checkpoint whose write failed.
+func (m *Model) addPending(cp pendingCheckpoint) {
+	m.cpMu.Lock()
+	defer m.cpMu.Unlock()
+	m.pending.position = max(m.pending.position, cp.position)
+	m.pending.applied += cp.applied
+	m.pending.dirty = true
+}
+
+func (m *Model) flushOnTimer() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m.cpMu.Lock()
+	m.cpTimer = nil
+	m.cpMu.Unlock()
+	if err := m.FlushCheckpoint(ctx); err != nil {
+		m.cpMu.Lock()
+		if m.cpTimer == nil { // try again later
+			m.cpTimer = time.AfterFunc(max(m.checkpointEvery, time.Second), m.flushOnTimer)
+		}
+		m.cpMu.Unlock()
+	}
+}
+
+// FlushCheckpoint writes the pending checkpoint, if any: on a timer, and at
+// shutdown so that the last batches' count is not lost.
+func (m *Model) FlushCheckpoint(ctx context.Context) error {
+	m.cpMu.Lock()
+	cp := m.pending
+	m.pending, m.lastCheckpoint = pendingCheckpoint{}, m.now()
+	m.cpMu.Unlock()
+	if !cp.dirty {
+		return nil
+	}
+	res, err := m.client.Bulk().Add(m.checkpointUpdate(cp.position, cp.applied)).Do(ctx)
+	if err == nil {
+		err = m.checkBulk(res)
+	}
+	if err != nil {
+		m.addPending(cp)
+		return fmt.Errorf("write checkpoint: %w", err)
+	}
+	return nil
 }
 
 // checkpointUpdate raises the checkpoint's position (never lowers it: a
