@@ -8,7 +8,7 @@ GO       ?= go
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 
 .PHONY: all build run stop status logs test test-unit test-chaos test-deploy lint vet fmt staticcheck \
-        stack-up stack-down stack-status stack-reset bench-append bench-load bench-latency clean
+        stack-up stack-down stack-status stack-reset bench-append bench-load bench-latency bench-depth clean
 
 all: build
 
@@ -76,6 +76,10 @@ bench-append: stack-up
 ## bench-load: load a 1,000,000-event account with and without a snapshot
 bench-load: stack-up
 	$(GO) run ./cmd/bench-load
+
+## bench-depth: in one run, bench-load and the rebuild of every read model beside a raw COPY baseline
+bench-depth: stack-up
+	$(GO) run ./cmd/bench-depth
 
 ## bench-latency: steady load against `make run`; 201 -> visible latency per read model
 bench-latency:

@@ -58,7 +58,7 @@ func run() error {
 
 	if cmd.Name != rebuilder.Serve {
 		reb := rebuilder.New(es, rebuild.ProjectionReads{Store: deps.Store}, names, log, rebuilder.Options{Report: rebuild.PrintProgress(os.Stdout)})
-		return reb.Execute(ctx, cmd)
+		return reb.Execute(ctx, cmd, os.Stdout)
 	}
 	if err := searchmodel.WaitEnsureIndices(ctx, log, es, names); err != nil {
 		if ctx.Err() != nil {

@@ -221,11 +221,18 @@ func ParseCommand(args []string) (Command, error) {
 }
 
 // Execute runs a rebuild or replay command to its end.
-func (r *Rebuilder) Execute(ctx context.Context, cmd Command) error {
+func (r *Rebuilder) Execute(ctx context.Context, cmd Command, out io.Writer) error {
 	var tr rebuild.Tracker
 	switch cmd.Name {
 	case Rebuild:
-		return r.Rebuild(ctx, &tr)
+		if err := r.Rebuild(ctx, &tr); err != nil {
+			return err
+		}
+		p := tr.Get()
+		took := p.FinishedAt.Sub(p.StartedAt)
+		fmt.Fprintf(out, "rebuilt the order index from %d events in %s (%.0f events/s), %d applied after the swap\n",
+			p.Events, took.Round(time.Millisecond), float64(p.Events)/took.Seconds(), p.CaughtUpAfter)
+		return nil
 	case Replay:
 		return r.Replay(ctx, cmd.FromPosition, &tr)
 	default:
