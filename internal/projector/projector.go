@@ -33,12 +33,16 @@ type Config struct {
 	GroupID         string
 	LogLevel        string
 	MaxBatch        int
+	// Linger is how long a batch waits for more events once it has one:
+	// a few milliseconds where visibility is measured in milliseconds, more
+	// where each batch has a large fixed cost (an Elasticsearch bulk).
+	Linger          time.Duration
 	ShutdownTimeout time.Duration
 }
 
-// ConfigFromEnv reads the shared settings; group and port are the
+// ConfigFromEnv reads the shared settings; group, port and linger are the
 // projector's own defaults.
-func ConfigFromEnv(env *envconfig.Reader, group, defaultAddr string) Config {
+func ConfigFromEnv(env *envconfig.Reader, group, defaultAddr string, defaultLinger time.Duration) Config {
 	return Config{
 		HTTPAddr:        env.String("HTTP_ADDR", defaultAddr),
 		DatabaseURL:     env.String("DATABASE_URL", envconfig.DefaultDatabaseURL),
@@ -48,6 +52,7 @@ func ConfigFromEnv(env *envconfig.Reader, group, defaultAddr string) Config {
 		GroupID:         env.String("CONSUMER_GROUP", group),
 		LogLevel:        env.String("LOG_LEVEL", "info"),
 		MaxBatch:        env.Int("MAX_BATCH", 500),
+		Linger:          env.Duration("CONSUMER_LINGER", defaultLinger),
 		ShutdownTimeout: env.Duration("SHUTDOWN_TIMEOUT", 20*time.Second),
 	}
 }
@@ -66,6 +71,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBatch < 1 || c.MaxBatch > 10000 {
 		errs = append(errs, fmt.Errorf("MAX_BATCH=%d: must be 1..10000", c.MaxBatch))
+	}
+	if c.Linger < 0 || c.Linger > 5*time.Second {
+		errs = append(errs, fmt.Errorf("CONSUMER_LINGER=%s: must be between 0 and 5s", c.Linger))
 	}
 	return errors.Join(errs...)
 }
@@ -132,7 +140,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, deps *Deps, model co
 		}
 	}
 	metrics := consumer.NewMetrics(deps.Registry, cfg.GroupID)
-	c := consumer.New(consumer.Config{Brokers: cfg.KafkaBrokers, GroupID: cfg.GroupID, Topics: topics, MaxBatch: cfg.MaxBatch, ShutdownTimeout: cfg.ShutdownTimeout},
+	c := consumer.New(consumer.Config{Brokers: cfg.KafkaBrokers, GroupID: cfg.GroupID, Topics: topics, MaxBatch: cfg.MaxBatch,
+		Linger: cfg.Linger, ShutdownTimeout: cfg.ShutdownTimeout},
 		consumer.NewSequencer(model, deps.Store, metrics), log, metrics)
 	log.Info("projector consuming", "group", cfg.GroupID, "topics", topics)
 	err := c.Run(ctx)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/escqrs/platform/internal/envconfig"
 	"github.com/escqrs/platform/internal/httpx"
@@ -42,7 +43,7 @@ func run(args []string) error {
 		return fmt.Errorf("unknown command %q\n%s", command, rebuilder.Usage)
 	}
 	var env envconfig.Reader
-	cfg := projector.ConfigFromEnv(&env, "projector-orders", ":9101")
+	cfg := projector.ConfigFromEnv(&env, "projector-orders", ":9101", 2*time.Millisecond)
 	if err := env.Err(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}

@@ -4,6 +4,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -25,7 +26,7 @@ type Config struct {
 func FromEnv() (Config, error) {
 	var env envconfig.Reader
 	cfg := Config{
-		Projector: projector.ConfigFromEnv(&env, "projector-stats", ":9102"),
+		Projector: projector.ConfigFromEnv(&env, "projector-stats", ":9102", 2*time.Millisecond),
 		RedisURL:  env.String("REDIS_URL", envconfig.DefaultRedisURL),
 		KeyPrefix: env.String("STATS_KEY_PREFIX", ""),
 	}

@@ -25,7 +25,7 @@ type Config struct {
 func FromEnv() (Config, error) {
 	var env envconfig.Reader
 	c := Config{
-		Projector:        projector.ConfigFromEnv(&env, "search-indexer", ":9103"),
+		Projector:        projector.ConfigFromEnv(&env, "search-indexer", ":9103", 100*time.Millisecond),
 		ElasticsearchURL: env.String("ELASTICSEARCH_URL", envconfig.DefaultElasticsearchURL),
 		IndexPrefix:      env.String("SEARCH_INDEX_PREFIX", ""),
 		CheckpointEvery:  env.Duration("SEARCH_CHECKPOINT_INTERVAL", time.Second),
