@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"strconv"
@@ -32,6 +33,7 @@ func (s *Store) ScanStream(ctx context.Context, streamID uuid.UUID, rng StreamRa
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The transaction id is not needed here: a constant keeps the row shape.
 	rows, err := s.pool.Query(ctx, `SELECT '0'::xid8, position, stream_type, stream_id, version, type, schema_version, data, recorded_at
 		FROM events WHERE stream_id = $1 AND version > $2 AND version <= $3 AND recorded_at <= $4 ORDER BY version`,
 		streamID, rng.After, until, at)
@@ -47,14 +49,27 @@ func (s *Store) ScanStream(ctx context.Context, streamID uuid.UUID, rng StreamRa
 // ReadAllForProjection returns the same events as ReadAll, in the same
 // order and with the same cursor, without the EventID, OccurredAt and
 // Metadata that projections never read. Rebuilds read the whole store
-// through it: fewer columns, raw rows and payloads decoded on every core
-// while the next rows arrive make it several times faster than ReadAll.
+// through it.
 func (s *Store) ReadAllForProjection(ctx context.Context, after Cursor, limit int) ([]events.Envelope, Cursor, error) {
+	return s.readAll(ctx, leanColumns, after, limit)
+}
+
+// The columns foldRows reads: the lean row, and the full one that adds
+// what only the relay and the history need.
+const (
+	leanColumns = `transaction_id, position, stream_type, stream_id, version, type, schema_version, data, recorded_at`
+	fullColumns = leanColumns + `, event_id, metadata, occurred_at`
+)
+
+// readAll is ReadAll and ReadAllForProjection: columns is leanColumns or
+// fullColumns.
+func (s *Store) readAll(ctx context.Context, columns string, after Cursor, limit int) ([]events.Envelope, Cursor, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// ORDER BY names the table's columns: see ReadAll.
-	rows, err := s.pool.Query(ctx, `SELECT transaction_id, position, stream_type, stream_id, version, type, schema_version, data, recorded_at
-		FROM events
+	// ORDER BY names the table's columns: a bare name that an output column
+	// also has would resolve to it and forgo the (transaction_id, position)
+	// index, sorting everything after the cursor on every call.
+	rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM events
 		WHERE (transaction_id, position) > ($1::text::xid8, $2)
 		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
 		ORDER BY events.transaction_id, events.position LIMIT $3`, strconv.FormatUint(after.TransactionID, 10), after.Position, limit)
@@ -75,10 +90,8 @@ func (s *Store) ReadAllForProjection(ctx context.Context, after Cursor, limit in
 	return out, last, nil
 }
 
-// foldRows passes rows of the lean shape (transaction id, position,
-// stream_type, stream_id, version, type, schema_version, data, recorded_at)
-// to fn in order, while a scanner hands chunks of rows to decodeWorkers
-// goroutines. It returns the cursor of the last row passed to fn, closes
+// foldRows passes rows of leanColumns or fullColumns to fn in order, while
+// a scanner hands chunks of rows to decodeWorkers goroutines. It returns the cursor of the last row passed to fn, closes
 // rows, and calls cancel (the query's) when it stops early.
 func (s *Store) foldRows(ctx context.Context, cancel context.CancelFunc, rows pgx.Rows, fn func(events.Envelope) error) (Cursor, error) {
 	chunks := make(chan *replayChunk, 2*decodeWorkers)
@@ -96,7 +109,7 @@ func (s *Store) foldRows(ctx context.Context, cancel context.CancelFunc, rows pg
 		defer rows.Close()
 		defer close(chunks)
 		defer close(work)
-		var names interner
+		rr := newRowReader(rows.FieldDescriptions())
 		c := newReplayChunk()
 		flush := func() bool {
 			select {
@@ -109,7 +122,7 @@ func (s *Store) foldRows(ctx context.Context, cancel context.CancelFunc, rows pg
 			return true
 		}
 		for rows.Next() {
-			if err := c.add(rows, &names); err != nil {
+			if err := rr.add(c, rows); err != nil {
 				scanErr <- err
 				return
 			}
@@ -139,9 +152,12 @@ func (s *Store) foldRows(ctx context.Context, cancel context.CancelFunc, rows pg
 			continue
 		}
 		for i, r := range c.rows {
-			e := events.Envelope{StreamType: events.StreamType(r.streamType), StreamID: r.streamID, Version: r.version,
-				Position: r.position, Type: r.typ, SchemaVersion: s.registry.CurrentVersion(r.typ), RecordedAt: r.recordedAt,
-				Data: c.payloads[i]}
+			e := events.Envelope{EventID: r.eventID, StreamType: events.StreamType(r.streamType), StreamID: r.streamID,
+				Version: r.version, Position: r.position, Type: r.typ, SchemaVersion: s.registry.CurrentVersion(r.typ),
+				OccurredAt: r.occurredAt, RecordedAt: r.recordedAt, Data: c.payloads[i]}
+			if c.metadata != nil {
+				e.Metadata = c.metadata[i]
+			}
 			if err := fn(e); err != nil {
 				applyErr = err
 				cancel()
@@ -163,23 +179,24 @@ var decodeWorkers = max(2, runtime.GOMAXPROCS(0))
 
 const replayChunkSize = 512
 
-// replayRow is one row of the replay query. Its payload points into the
-// chunk's arena: a million-event replay then allocates per chunk, not per
-// row, which keeps the garbage collector out of the way.
+// replayRow is one row read by foldRows. Its payload and metadata point
+// into the chunk's arena: a million-event replay then allocates per chunk,
+// not per row, which keeps the garbage collector out of the way.
 type replayRow struct {
-	txid              uint64
-	version, position int64
-	streamType, typ   string
-	streamID          uuid.UUID
-	schemaVersion     int
-	data              []byte
-	recordedAt        time.Time
+	txid                   uint64
+	version, position      int64
+	streamType, typ        string
+	streamID, eventID      uuid.UUID
+	schemaVersion          int
+	data, metadata         []byte // metadata: full rows only
+	recordedAt, occurredAt time.Time
 }
 
 type replayChunk struct {
 	rows     []replayRow
 	arena    []byte
 	payloads []events.Payload
+	metadata []events.Metadata // full rows only
 	err      error
 	done     chan struct{}
 }
@@ -188,64 +205,117 @@ func newReplayChunk() *replayChunk {
 	return &replayChunk{rows: make([]replayRow, 0, replayChunkSize), done: make(chan struct{})}
 }
 
-// add reads the current row. The numeric, uuid and time columns arrive in
-// the binary format pgx asks for with the extended protocol; reading the
-// raw values skips a reflective Scan and several allocations per row. Rows
-// in any other format (the simple protocol) go through Scan.
-func (c *replayChunk) add(rows pgx.Rows, names *interner) error {
-	fields := rows.FieldDescriptions()
-	if !rawReadable(fields) {
-		var (
-			r    replayRow
-			txid string
-		)
-		if err := rows.Scan(&txid, &r.position, &r.streamType, &r.streamID, &r.version, &r.typ, &r.schemaVersion,
-			&r.data, &r.recordedAt); err != nil {
-			return err
+// rowReader reads the rows of one foldRows query.
+type rowReader struct {
+	full  bool // fullColumns: event_id, metadata and occurred_at follow
+	raw   bool // the columns can be read from their raw bytes
+	jsonb [2]bool
+	names interner
+}
+
+// newRowReader looks at the query's columns once. The numeric, uuid and
+// time columns arrive in the binary format pgx asks for with the extended
+// protocol; reading their raw values skips a reflective Scan and several
+// allocations per row. Text is the same in both formats, and jsonb and
+// xid8 are handled in both; any other result (the simple protocol) goes
+// through Scan.
+func newRowReader(fields []pgconn.FieldDescription) *rowReader {
+	rr := &rowReader{full: len(fields) == 12, raw: true}
+	binaryCols := []int{1, 3, 4, 6, 8}
+	if rr.full {
+		binaryCols = append(binaryCols, 9, 11)
+		rr.jsonb[1] = fields[10].Format == pgx.BinaryFormatCode
+	}
+	rr.jsonb[0] = fields[7].Format == pgx.BinaryFormatCode
+	for _, i := range binaryCols {
+		if fields[i].Format != pgx.BinaryFormatCode {
+			rr.raw = false
 		}
-		var err error
-		if r.txid, err = strconv.ParseUint(txid, 10, 64); err != nil {
-			return fmt.Errorf("event row: transaction id %q: %w", txid, err)
-		}
-		r.recordedAt = r.recordedAt.UTC()
-		c.rows = append(c.rows, r)
-		return nil
+	}
+	return rr
+}
+
+// add reads the current row into c.
+func (rr *rowReader) add(c *replayChunk, rows pgx.Rows) error {
+	if !rr.raw {
+		return rr.scan(c, rows)
 	}
 	vals := rows.RawValues()
-	txid, err := readXID8(fields[0].Format, vals[0])
+	txid, err := readXID8(rows.FieldDescriptions()[0].Format, vals[0])
 	if err != nil {
 		return err
 	}
-	data := vals[7]
-	if fields[7].Format == pgx.BinaryFormatCode { // binary jsonb: a version byte, then the JSON text
-		if len(data) < 1 || data[0] != 1 {
-			return fmt.Errorf("event row: unsupported jsonb binary version")
-		}
-		data = data[1:]
-	}
-	if len(vals[1]) != 8 || len(vals[3]) != 16 || len(vals[4]) != 8 || len(vals[6]) != 4 || len(vals[8]) != 8 {
+	if len(vals[1]) != 8 || len(vals[3]) != 16 || len(vals[4]) != 8 || len(vals[6]) != 4 || len(vals[8]) != 8 ||
+		rr.full && (len(vals[9]) != 16 || len(vals[11]) != 8) {
 		return fmt.Errorf("event row: unexpected binary column sizes")
 	}
 	if c.arena == nil {
 		c.arena = make([]byte, 0, replayChunkSize*64)
 	}
-	start := len(c.arena)
-	c.arena = append(c.arena, data...)
-	c.rows = append(c.rows, replayRow{
+	r := replayRow{
 		txid:          txid,
 		position:      int64(binary.BigEndian.Uint64(vals[1])),
-		streamType:    names.of(vals[2]),
+		streamType:    rr.names.of(vals[2]),
 		streamID:      uuid.UUID(vals[3]),
 		version:       int64(binary.BigEndian.Uint64(vals[4])),
-		typ:           names.of(vals[5]),
+		typ:           rr.names.of(vals[5]),
 		schemaVersion: int(int32(binary.BigEndian.Uint32(vals[6]))),
-		data:          c.arena[start:len(c.arena):len(c.arena)],
-		recordedAt:    postgresEpoch.Add(time.Duration(int64(binary.BigEndian.Uint64(vals[8]))) * time.Microsecond),
-	})
+		recordedAt:    timestamptz(vals[8]),
+	}
+	if r.data, err = c.keepJSON(vals[7], rr.jsonb[0]); err != nil {
+		return err
+	}
+	if rr.full {
+		r.eventID, r.occurredAt = uuid.UUID(vals[9]), timestamptz(vals[11])
+		if r.metadata, err = c.keepJSON(vals[10], rr.jsonb[1]); err != nil {
+			return err
+		}
+	}
+	c.rows = append(c.rows, r)
 	return nil
 }
 
-// postgresEpoch is where binary timestamptz values count microseconds from.
+// scan reads the current row through pgx's Scan.
+func (rr *rowReader) scan(c *replayChunk, rows pgx.Rows) error {
+	var (
+		r    replayRow
+		txid string
+	)
+	dest := []any{&txid, &r.position, &r.streamType, &r.streamID, &r.version, &r.typ, &r.schemaVersion, &r.data, &r.recordedAt}
+	if rr.full {
+		dest = append(dest, &r.eventID, &r.metadata, &r.occurredAt)
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return err
+	}
+	var err error
+	if r.txid, err = strconv.ParseUint(txid, 10, 64); err != nil {
+		return fmt.Errorf("event row: transaction id %q: %w", txid, err)
+	}
+	r.recordedAt, r.occurredAt = r.recordedAt.UTC(), r.occurredAt.UTC()
+	c.rows = append(c.rows, r)
+	return nil
+}
+
+// keepJSON copies a json(b) value into the chunk's arena; binary jsonb is a
+// version byte, then the JSON text.
+func (c *replayChunk) keepJSON(v []byte, binaryJSONB bool) ([]byte, error) {
+	if binaryJSONB {
+		if len(v) < 1 || v[0] != 1 {
+			return nil, fmt.Errorf("event row: unsupported jsonb binary version")
+		}
+		v = v[1:]
+	}
+	start := len(c.arena)
+	c.arena = append(c.arena, v...)
+	return c.arena[start:len(c.arena):len(c.arena)], nil
+}
+
+// timestamptz reads a binary timestamptz: microseconds since 2000-01-01 UTC.
+func timestamptz(b []byte) time.Time {
+	return postgresEpoch.Add(time.Duration(int64(binary.BigEndian.Uint64(b))) * time.Microsecond)
+}
+
 var postgresEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // readXID8 reads a transaction id. pgx has no codec for xid8 and asks for
@@ -261,18 +331,6 @@ func readXID8(format int16, b []byte) (uint64, error) {
 	return x, nil
 }
 
-// rawReadable reports whether the lean row's columns can be read from their
-// raw bytes: text is the same in both formats, jsonb and xid8 are handled in both,
-// and the integers, the uuid and the timestamp must be binary.
-func rawReadable(fields []pgconn.FieldDescription) bool {
-	for _, i := range []int{1, 3, 4, 6, 8} {
-		if fields[i].Format != pgx.BinaryFormatCode {
-			return false
-		}
-	}
-	return true
-}
-
 func (c *replayChunk) decode(registry *events.Registry) {
 	defer close(c.done)
 	c.payloads = make([]events.Payload, len(c.rows))
@@ -283,6 +341,19 @@ func (c *replayChunk) decode(registry *events.Registry) {
 			return
 		}
 		c.payloads[i] = p
+		if r.metadata == nil {
+			continue
+		}
+		if c.metadata == nil {
+			c.metadata = make([]events.Metadata, len(c.rows))
+		}
+		if len(r.metadata) <= 2 { // "{}": nothing to decode
+			continue
+		}
+		if err := json.Unmarshal(r.metadata, &c.metadata[i]); err != nil {
+			c.err = fmt.Errorf("event %d metadata: %w", r.position, err)
+			return
+		}
 	}
 }
 

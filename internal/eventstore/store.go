@@ -20,8 +20,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -259,20 +257,23 @@ func classify(err error) error {
 	return err
 }
 
-const selectColumns = `position, event_id, stream_type, stream_id, version, type, schema_version, data, metadata, occurred_at, recorded_at`
-
 // ReadStream returns up to limit events of a stream with version > afterVersion, in version order.
 func (s *Store) ReadStream(ctx context.Context, streamID uuid.UUID, afterVersion int64, limit int) ([]events.Envelope, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+selectColumns+` FROM events
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, `SELECT `+fullColumns+` FROM events
 		WHERE stream_id = $1 AND version > $2 ORDER BY version LIMIT $3`, streamID, afterVersion, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read stream %s: %w", streamID, err)
 	}
-	evs, err := s.collect(rows)
-	if err != nil {
+	var out []events.Envelope
+	if _, err := s.foldRows(ctx, cancel, rows, func(e events.Envelope) error {
+		out = append(out, e)
+		return nil
+	}); err != nil {
 		return nil, fmt.Errorf("read stream %s: %w", streamID, err)
 	}
-	return evs, nil
+	return out, nil
 }
 
 // Cursor is a reader's place in the commit-safe order of the whole store.
@@ -287,97 +288,7 @@ type Cursor struct {
 // transaction that might precede it has ended, so a reader that resumes from
 // the returned cursor never misses an event that committed late.
 func (s *Store) ReadAll(ctx context.Context, after Cursor, limit int) ([]events.Envelope, Cursor, error) {
-	// ORDER BY names the table's columns: the bare name would resolve to
-	// the converted output column and forgo the (transaction_id, position)
-	// index, sorting everything after the cursor on every call.
-	rows, err := s.pool.Query(ctx, `SELECT transaction_id::text::bigint, position, event_id, stream_type, stream_id, version, type,
-			schema_version, data, metadata, occurred_at, recorded_at FROM events
-		WHERE (transaction_id, position) > ($1::text::xid8, $2)
-		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-		ORDER BY events.transaction_id, events.position LIMIT $3`, strconv.FormatUint(after.TransactionID, 10), after.Position, limit)
-	if err != nil {
-		return nil, after, fmt.Errorf("read all after %+v: %w", after, err)
-	}
-	var (
-		raw  []rawEvent
-		txid uint64
-	)
-	for rows.Next() {
-		var r rawEvent
-		if err := rows.Scan(&txid, &r.position, &r.eventID, &r.streamType, &r.streamID, &r.version, &r.typ,
-			&r.schemaVersion, &r.data, &r.metadata, &r.occurredAt, &r.recordedAt); err != nil {
-			rows.Close()
-			return nil, after, fmt.Errorf("read all after %+v: %w", after, err)
-		}
-		raw = append(raw, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, after, fmt.Errorf("read all after %+v: %w", after, err)
-	}
-	if len(raw) == 0 {
-		return nil, after, nil
-	}
-	out, err := s.decodeAll(raw)
-	if err != nil {
-		return nil, after, fmt.Errorf("read all after %+v: %w", after, err)
-	}
-	return out, Cursor{TransactionID: txid, Position: raw[len(raw)-1].position}, nil
-}
-
-// rawEvent is a row whose payload and metadata are not decoded yet.
-type rawEvent struct {
-	position, version      int64
-	eventID, streamID      uuid.UUID
-	streamType, typ        string
-	schemaVersion          int
-	data, metadata         []byte
-	occurredAt, recordedAt time.Time
-}
-
-// decode turns one raw row into an envelope, upcasting its payload. Rows
-// of the replay path carry no metadata ("{}" or empty: nothing to decode).
-func (s *Store) decode(r rawEvent) (events.Envelope, error) {
-	payload, err := s.registry.Decode(r.typ, r.schemaVersion, r.data)
-	if err != nil {
-		return events.Envelope{}, fmt.Errorf("event %d (v%d): %w", r.position, r.version, err)
-	}
-	e := events.Envelope{EventID: r.eventID, StreamType: events.StreamType(r.streamType), StreamID: r.streamID,
-		Version: r.version, Position: r.position, Type: r.typ, SchemaVersion: s.registry.CurrentVersion(r.typ),
-		OccurredAt: r.occurredAt.UTC(), RecordedAt: r.recordedAt.UTC(), Data: payload}
-	if len(r.metadata) > 2 {
-		if err := json.Unmarshal(r.metadata, &e.Metadata); err != nil {
-			return events.Envelope{}, fmt.Errorf("event %d metadata: %w", r.position, err)
-		}
-	}
-	return e, nil
-}
-
-// decodeAll decodes rows on several goroutines: JSON decoding, not the
-// database, bounds how fast the relay and rebuilds can read the store.
-func (s *Store) decodeAll(raw []rawEvent) ([]events.Envelope, error) {
-	out := make([]events.Envelope, len(raw))
-	workers := min(decodeWorkers, (len(raw)+255)/256)
-	chunk := (len(raw) + workers - 1) / workers
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		lo, hi := w*chunk, min((w+1)*chunk, len(raw))
-		wg.Go(func() {
-			for i := lo; i < hi; i++ {
-				e, err := s.decode(raw[i])
-				if err != nil {
-					errs[w] = err
-					return
-				}
-				out[i] = e
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return s.readAll(ctx, fullColumns, after, limit)
 }
 
 // HeadPosition is the highest position stored (0 when empty).
@@ -413,43 +324,4 @@ func (s *Store) StreamVersion(ctx context.Context, streamID uuid.UUID) (int64, e
 		return 0, fmt.Errorf("stream version %s: %w", streamID, err)
 	}
 	return v, nil
-}
-
-func (s *Store) collect(rows pgx.Rows) ([]events.Envelope, error) {
-	defer rows.Close()
-	var out []events.Envelope
-	for rows.Next() {
-		env, err := s.scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, env)
-	}
-	return out, rows.Err()
-}
-
-// scan reads one row of selectColumns, preceded by extra destinations.
-func (s *Store) scan(rows pgx.Rows, extra ...any) (events.Envelope, error) {
-	var (
-		env        events.Envelope
-		streamType string
-		data, meta []byte
-	)
-	dest := append(extra, &env.Position, &env.EventID, &streamType, &env.StreamID, &env.Version, &env.Type,
-		&env.SchemaVersion, &data, &meta, &env.OccurredAt, &env.RecordedAt)
-	if err := rows.Scan(dest...); err != nil {
-		return env, err
-	}
-	env.StreamType = events.StreamType(streamType)
-	payload, err := s.registry.Decode(env.Type, env.SchemaVersion, data)
-	if err != nil {
-		return env, fmt.Errorf("event %d: %w", env.Position, err)
-	}
-	env.Data = payload
-	env.SchemaVersion = s.registry.CurrentVersion(env.Type)
-	if err := json.Unmarshal(meta, &env.Metadata); err != nil {
-		return env, fmt.Errorf("event %d metadata: %w", env.Position, err)
-	}
-	env.OccurredAt, env.RecordedAt = env.OccurredAt.UTC(), env.RecordedAt.UTC()
-	return env, nil
 }
