@@ -73,13 +73,7 @@ func (h *handler) accountActivity(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err, "the accounts read model")
 		return
 	}
-	out := page[model.Activity]{Items: rows}
-	if len(rows) > limit {
-		out.Items = rows[:limit]
-		next := encodeVersionCursor(out.Items[limit-1].Version)
-		out.NextCursor = &next
-	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	httpx.WriteJSON(w, http.StatusOK, pageOf(rows, limit, func(last model.Activity) string { return encodeVersionCursor(last.Version) }))
 }
 
 // accountsByBalance serves GET /v1/accounts?min_balance_cents=N: accounts
@@ -104,14 +98,9 @@ func (h *handler) accountsByBalance(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err, "the accounts read model")
 		return
 	}
-	out := page[model.Account]{Items: accounts}
-	if len(accounts) > limit {
-		out.Items = accounts[:limit]
-		last := out.Items[limit-1]
-		next := encodeBalanceCursor(model.BalanceKey{BalanceCents: last.BalanceCents, AccountID: last.AccountID})
-		out.NextCursor = &next
-	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	httpx.WriteJSON(w, http.StatusOK, pageOf(accounts, limit, func(last model.Account) string {
+		return encodeBalanceCursor(model.BalanceKey{BalanceCents: last.BalanceCents, AccountID: last.AccountID})
+	}))
 }
 
 func timeOrZero(t *time.Time) time.Time {

@@ -76,14 +76,9 @@ func (h *handler) customerOrders(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err, "the orders read model")
 		return
 	}
-	out := page[model.Order]{Items: orders}
-	if len(orders) > limit {
-		out.Items = orders[:limit]
-		last := out.Items[limit-1]
-		next := encodeOrderCursor(model.OrderKey{PlacedAt: last.PlacedAt, OrderID: last.OrderID})
-		out.NextCursor = &next
-	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	httpx.WriteJSON(w, http.StatusOK, pageOf(orders, limit, func(last model.Order) string {
+		return encodeOrderCursor(model.OrderKey{PlacedAt: last.PlacedAt, OrderID: last.OrderID})
+	}))
 }
 
 // customerStats serves GET /v1/customers/{id}/stats from Redis.

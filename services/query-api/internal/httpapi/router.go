@@ -140,6 +140,16 @@ type page[T any] struct {
 	NextCursor *string `json:"next_cursor"`
 }
 
+// pageOf makes a page of rows read with limit+1: the first limit of them
+// and, when there was one more, the cursor after the last one kept.
+func pageOf[T any](rows []T, limit int, cursorAfter func(last T) string) page[T] {
+	if len(rows) <= limit {
+		return page[T]{Items: rows}
+	}
+	next := cursorAfter(rows[limit-1])
+	return page[T]{Items: rows[:limit], NextCursor: &next}
+}
+
 func (h *handler) projections(w http.ResponseWriter, r *http.Request) {
 	rep, err := h.Projections.Report(r.Context())
 	if err != nil {
