@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strconv"
-	"time"
 
+	"github.com/escqrs/platform/internal/domain/account"
 	"github.com/escqrs/platform/internal/httpx"
 	"github.com/escqrs/platform/services/query-api/internal/model"
 )
@@ -22,23 +21,14 @@ func (h *handler) getAccount(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if m.asOf() {
-		state, err := h.Accounts.LoadAt(r.Context(), id, m.version, timeOrZero(m.at))
-		if err != nil {
-			h.fail(w, r, err, "the event store")
-			return
-		}
-		if state.Status == "" {
-			// Not opened (yet), or the stream is not an account at all.
-			state.Version = 0
-		}
-		if detail := asOfMissing("account", id.String(), m, state.Version); detail != "" {
-			httpx.Error(w, r, http.StatusNotFound, detail)
-			return
-		}
-		a := model.AccountFromState(state)
-		a.AsOf = asOfInstant(m, state.UpdatedAt)
-		w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(a.Version, 10)))
-		httpx.WriteJSON(w, http.StatusOK, a)
+		writeAsOf(h, w, r, "account", id, m, h.Accounts.LoadAt, func(s account.State) (model.Account, int64) {
+			if s.Status == "" {
+				return model.Account{}, 0 // not opened (yet), or the stream is not an account at all
+			}
+			a := model.AccountFromState(s)
+			a.AsOf = asOfInstant(m, s.UpdatedAt)
+			return a, a.Version
+		})
 		return
 	}
 	a, found, reached, err := readAtLeast(r.Context(), h, m,
@@ -101,11 +91,4 @@ func (h *handler) accountsByBalance(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, pageOf(accounts, limit, func(last model.Account) string {
 		return encodeBalanceCursor(model.BalanceKey{BalanceCents: last.BalanceCents, AccountID: last.AccountID})
 	}))
-}
-
-func timeOrZero(t *time.Time) time.Time {
-	if t == nil {
-		return time.Time{}
-	}
-	return *t
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 
 	"github.com/escqrs/platform/internal/domain/order"
 	"github.com/escqrs/platform/internal/httpx"
@@ -25,23 +24,14 @@ func (h *handler) getOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if m.asOf() {
-		state, err := h.Orders.LoadAt(r.Context(), id, m.version, timeOrZero(m.at))
-		if err != nil {
-			h.fail(w, r, err, "the event store")
-			return
-		}
-		if state.Status == "" {
-			// Not placed (yet), or the stream is not an order at all.
-			state.Version = 0
-		}
-		if detail := asOfMissing("order", id.String(), m, state.Version); detail != "" {
-			httpx.Error(w, r, http.StatusNotFound, detail)
-			return
-		}
-		o := model.OrderFromState(state)
-		o.AsOf = asOfInstant(m, state.UpdatedAt)
-		w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(o.Version, 10)))
-		httpx.WriteJSON(w, http.StatusOK, o)
+		writeAsOf(h, w, r, "order", id, m, h.Orders.LoadAt, func(s order.State) (model.Order, int64) {
+			if s.Status == "" {
+				return model.Order{}, 0 // not placed (yet), or the stream is not an order at all
+			}
+			o := model.OrderFromState(s)
+			o.AsOf = asOfInstant(m, s.UpdatedAt)
+			return o, o.Version
+		})
 		return
 	}
 	o, found, reached, err := readAtLeast(r.Context(), h, m,

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/escqrs/platform/internal/httpx"
 	"github.com/escqrs/platform/services/query-api/internal/model"
 )
@@ -117,6 +119,27 @@ func etagMatches(header, etag string) bool {
 	return false
 }
 
+// writeAsOf answers an as-of read (?at, ?version) of the aggregate what/id
+// from the event store: load folds the stream up to that point, and view
+// turns the state into the response and its version (0: the aggregate did
+// not exist then).
+func writeAsOf[S, V any](h *handler, w http.ResponseWriter, r *http.Request, what string, id uuid.UUID, m readMode,
+	load func(ctx context.Context, id uuid.UUID, untilVersion int64, at time.Time) (S, error),
+	view func(S) (V, int64)) {
+	state, err := load(r.Context(), id, m.version, timeOrZero(m.at))
+	if err != nil {
+		h.fail(w, r, err, "the event store")
+		return
+	}
+	body, version := view(state)
+	if detail := asOfMissing(what, id.String(), m, version); detail != "" {
+		httpx.Error(w, r, http.StatusNotFound, detail)
+		return
+	}
+	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(version, 10)))
+	httpx.WriteJSON(w, http.StatusOK, body)
+}
+
 // asOfMissing explains a 404 of an as-of read; "" when the state exists at
 // the requested point.
 func asOfMissing(what, id string, m readMode, stateVersion int64) string {
@@ -144,4 +167,11 @@ func asOfInstant(m readMode, updatedAt time.Time) *time.Time {
 	}
 	t := updatedAt.UTC()
 	return &t
+}
+
+func timeOrZero(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
 }
