@@ -9,9 +9,23 @@ import (
 
 // Subcommands of a projector binary.
 const (
+	CommandServe   = "serve"
 	CommandRebuild = "rebuild"
 	CommandReplay  = "replay"
 )
+
+// SubcommandOf is the subcommand a projector binary was started with
+// (serve when there is none), checked before any configuration is read.
+func SubcommandOf(args []string, usage string) (string, error) {
+	if len(args) == 0 {
+		return CommandServe, nil
+	}
+	switch args[0] {
+	case CommandServe, CommandRebuild, CommandReplay:
+		return args[0], nil
+	}
+	return "", fmt.Errorf("unknown command %q\n%s", args[0], usage)
+}
 
 // ParseCommand checks the command line of a projector's rebuild or replay
 // (args[0] the subcommand, args[1:] its flags) before anything runs, and

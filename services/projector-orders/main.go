@@ -21,6 +21,7 @@ import (
 	"github.com/escqrs/platform/internal/obs"
 	"github.com/escqrs/platform/internal/projector"
 	"github.com/escqrs/platform/internal/readmodel/ordersdb"
+	"github.com/escqrs/platform/internal/rebuild"
 	"github.com/escqrs/platform/services/projector-orders/internal/ordersmodel"
 	"github.com/escqrs/platform/services/projector-orders/internal/rebuilder"
 )
@@ -33,14 +34,9 @@ func main() {
 }
 
 func run(args []string) error {
-	command := "serve"
-	if len(args) > 0 {
-		command = args[0]
-	}
-	switch command {
-	case "serve", "rebuild", "replay":
-	default:
-		return fmt.Errorf("unknown command %q\n%s", command, rebuilder.Usage)
+	command, err := rebuild.SubcommandOf(args, rebuilder.Usage)
+	if err != nil {
+		return err
 	}
 	var env envconfig.Reader
 	cfg := projector.ConfigFromEnv(&env, "projector-orders", ":9101", 2*time.Millisecond)
@@ -70,7 +66,7 @@ func run(args []string) error {
 	}
 	defer rbPool.Close()
 	rb := rebuilder.New(deps.Store, rbPool, log)
-	if command != "serve" {
+	if command != rebuild.CommandServe {
 		return rebuilder.Command(ctx, rb, args, os.Stdout)
 	}
 	log.Info("starting", "group", cfg.GroupID, "http_addr", cfg.HTTPAddr)

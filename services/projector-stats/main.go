@@ -35,14 +35,9 @@ func main() {
 }
 
 func run(args []string) error {
-	command := "serve"
-	if len(args) > 0 {
-		command = args[0]
-	}
-	switch command {
-	case "serve", "rebuild", "replay":
-	default:
-		return fmt.Errorf("unknown command %q\n%s", command, rebuilder.Usage)
+	command, err := rebuild.SubcommandOf(args, rebuilder.Usage)
+	if err != nil {
+		return err
 	}
 	cfg, err := config.FromEnv()
 	if err != nil {
@@ -65,7 +60,7 @@ func run(args []string) error {
 	rdb := redis.NewClient(redisOpts)
 	defer rdb.Close()
 	rb := rebuilder.New(rebuild.ProjectionReads{Store: deps.Store}, rdb, cfg.KeyPrefix, log)
-	if command != "serve" {
+	if command != rebuild.CommandServe {
 		return rebuilder.Command(ctx, rb, args, os.Stdout)
 	}
 
