@@ -3,7 +3,6 @@ package ordersmodel_test
 import (
 	"context"
 	"encoding/json"
-	"reflect"
 	"testing"
 	"time"
 
@@ -89,26 +88,10 @@ func checkpoint(t testing.TB, pool *pgxpool.Pool) ordersmodel.Checkpoint {
 // assertRows compares every row, reporting the first differing ones.
 func assertRows(t testing.TB, got, want ordersmodel.Rows) {
 	t.Helper()
-	if len(got.Orders) != len(want.Orders) || len(got.Accounts) != len(want.Accounts) || len(got.Activity) != len(want.Activity) {
-		t.Fatalf("row counts: got orders=%d accounts=%d activity=%d, want %d/%d/%d",
-			len(got.Orders), len(got.Accounts), len(got.Activity), len(want.Orders), len(want.Accounts), len(want.Activity))
-	}
-	for i := range want.Orders {
-		if !reflect.DeepEqual(got.Orders[i], want.Orders[i]) {
-			t.Errorf("orders_view row %d:\n got %+v\nwant %+v", i, got.Orders[i], want.Orders[i])
+	if diff := got.Diff(want); len(diff) > 0 {
+		for _, d := range diff {
+			t.Error(d)
 		}
-	}
-	for i := range want.Accounts {
-		if !reflect.DeepEqual(got.Accounts[i], want.Accounts[i]) {
-			t.Errorf("accounts_balance row %d:\n got %+v\nwant %+v", i, got.Accounts[i], want.Accounts[i])
-		}
-	}
-	for i := range want.Activity {
-		if !reflect.DeepEqual(got.Activity[i], want.Activity[i]) {
-			t.Errorf("account_activity row %d:\n got %+v\nwant %+v", i, got.Activity[i], want.Activity[i])
-		}
-	}
-	if t.Failed() {
 		t.FailNow()
 	}
 }

@@ -3,6 +3,7 @@ package ordersmodel
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"time"
 
@@ -73,6 +74,27 @@ type Rows struct {
 	Orders   []OrderRow
 	Accounts []AccountRow
 	Activity []ActivityRow
+}
+
+// Diff describes how r differs from want: the row counts if they differ,
+// else every differing row. It is empty when they are equal.
+func (r Rows) Diff(want Rows) []string {
+	if len(r.Orders) != len(want.Orders) || len(r.Accounts) != len(want.Accounts) || len(r.Activity) != len(want.Activity) {
+		return []string{fmt.Sprintf("row counts: got orders=%d accounts=%d activity=%d, want %d/%d/%d",
+			len(r.Orders), len(r.Accounts), len(r.Activity), len(want.Orders), len(want.Accounts), len(want.Activity))}
+	}
+	return slices.Concat(diffRows("orders_view", r.Orders, want.Orders),
+		diffRows("accounts_balance", r.Accounts, want.Accounts), diffRows("account_activity", r.Activity, want.Activity))
+}
+
+func diffRows[T any](table string, got, want []T) []string {
+	var out []string
+	for i := range want {
+		if !reflect.DeepEqual(got[i], want[i]) {
+			out = append(out, fmt.Sprintf("%s row %d:\n got %+v\nwant %+v", table, i, got[i], want[i]))
+		}
+	}
+	return out
 }
 
 // Project computes the rows that applying evs to empty tables yields, with

@@ -92,26 +92,10 @@ func (e *env) assertModel(t testing.TB) ordersmodel.Rows {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Orders) != len(want.Orders) || len(got.Accounts) != len(want.Accounts) || len(got.Activity) != len(want.Activity) {
-		t.Fatalf("row counts: got orders=%d accounts=%d activity=%d, want %d/%d/%d",
-			len(got.Orders), len(got.Accounts), len(got.Activity), len(want.Orders), len(want.Accounts), len(want.Activity))
-	}
-	for i := range want.Orders {
-		if !reflect.DeepEqual(got.Orders[i], want.Orders[i]) {
-			t.Errorf("orders_view row %d:\n got %+v\nwant %+v", i, got.Orders[i], want.Orders[i])
+	if diff := got.Diff(want); len(diff) > 0 {
+		for _, d := range diff {
+			t.Error(d)
 		}
-	}
-	for i := range want.Accounts {
-		if !reflect.DeepEqual(got.Accounts[i], want.Accounts[i]) {
-			t.Errorf("accounts_balance row %d:\n got %+v\nwant %+v", i, got.Accounts[i], want.Accounts[i])
-		}
-	}
-	for i := range want.Activity {
-		if !reflect.DeepEqual(got.Activity[i], want.Activity[i]) {
-			t.Errorf("account_activity row %d:\n got %+v\nwant %+v", i, got.Activity[i], want.Activity[i])
-		}
-	}
-	if t.Failed() {
 		t.FailNow()
 	}
 	return want
