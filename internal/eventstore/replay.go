@@ -109,7 +109,7 @@ func (s *Store) foldRows(ctx context.Context, cancel context.CancelFunc, rows pg
 		defer rows.Close()
 		defer close(chunks)
 		defer close(work)
-		rr := newRowReader(rows.FieldDescriptions())
+		var rr *rowReader // from the first row: a failed query has no columns
 		c := newReplayChunk()
 		flush := func() bool {
 			select {
@@ -122,6 +122,9 @@ func (s *Store) foldRows(ctx context.Context, cancel context.CancelFunc, rows pg
 			return true
 		}
 		for rows.Next() {
+			if rr == nil {
+				rr = newRowReader(rows.FieldDescriptions())
+			}
 			if err := rr.add(c, rows); err != nil {
 				scanErr <- err
 				return
