@@ -2,13 +2,12 @@ package rebuilder
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
+	json "github.com/goccy/go-json"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/escqrs/platform/internal/pgcopy"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/projector-orders/internal/ordersmodel"
 )
@@ -56,8 +55,9 @@ func startFill(ctx context.Context, pool *pgxpool.Pool) *fill {
 	go func() {
 		defer close(f.done)
 		for chunk := range f.chunks {
-			if err := copyRows(ctx, pool, rebuildName("account_activity"), activityColumns, len(chunk), func(i int) []any {
-				return activityValues(chunk[i])
+			if err := copyRows(ctx, pool, rebuildName("account_activity"), activityColumns, len(chunk), func(rows *pgcopy.Rows, i int) error {
+				appendActivity(rows, chunk[i])
+				return nil
 			}); err != nil {
 				f.writeErr = err // the sender sees done closed
 				return
@@ -138,22 +138,25 @@ func (f *fill) finalRows() ([]ordersmodel.OrderRow, []ordersmodel.AccountRow) {
 	return orders, accounts
 }
 
-// copyChunked writes n rows in COPY statements of copyChunk rows.
-func copyChunked(ctx context.Context, pool *pgxpool.Pool, table string, columns []string, n int, values func(int) ([]any, error)) error {
+// copyRows writes n rows into table, in COPY statements of copyChunk rows
+// on one connection; appendRow appends row i (its columns in the order of
+// columns).
+func copyRows(ctx context.Context, pool *pgxpool.Pool, table string, columns []string, n int, appendRow func(rows *pgcopy.Rows, i int) error) error {
+	if n == 0 {
+		return nil
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("copy into %s: %w", table, err)
+	}
+	defer conn.Release()
 	for lo := 0; lo < n; lo += copyChunk {
 		hi := min(lo+copyChunk, n)
-		src := pgx.CopyFromSlice(hi-lo, func(i int) ([]any, error) { return values(lo + i) })
-		if _, err := pool.CopyFrom(ctx, pgx.Identifier{table}, columns, src); err != nil {
-			return fmt.Errorf("copy into %s: %w", table, err)
+		if _, err := pgcopy.CopyFrom(ctx, conn.Conn().PgConn(), table, columns, hi-lo, func(rows *pgcopy.Rows, i int) error {
+			return appendRow(rows, lo+i)
+		}); err != nil {
+			return err
 		}
-	}
-	return nil
-}
-
-func copyRows(ctx context.Context, pool *pgxpool.Pool, table string, columns []string, n int, values func(int) []any) error {
-	src := pgx.CopyFromSlice(n, func(i int) ([]any, error) { return values(i), nil })
-	if _, err := pool.CopyFrom(ctx, pgx.Identifier{table}, columns, src); err != nil {
-		return fmt.Errorf("copy into %s: %w", table, err)
 	}
 	return nil
 }
@@ -165,35 +168,65 @@ var (
 	activityColumns = []string{"account_id", "version", "position", "type", "amount_cents", "balance_after_cents", "description", "recorded_at"}
 )
 
-func pgUUID(id [16]byte) pgtype.UUID { return pgtype.UUID{Bytes: id, Valid: true} }
+// The append functions write a row's columns in the order of the column
+// lists above, with the tables' types (uuid, text, bigint, timestamptz,
+// jsonb): a binary COPY is not checked against the names.
 
-func activityValues(r ordersmodel.ActivityRow) []any {
-	return []any{pgUUID(r.AccountID), r.Version, r.Position, r.Type, r.AmountCents, r.BalanceAfterCents, r.Description, r.RecordedAt}
+func appendActivity(rows *pgcopy.Rows, r ordersmodel.ActivityRow) {
+	rows.Row(len(activityColumns))
+	rows.UUID(r.AccountID)
+	rows.Int64(r.Version)
+	rows.Int64(r.Position)
+	rows.Text(r.Type)
+	rows.Int64(r.AmountCents)
+	rows.Int64(r.BalanceAfterCents)
+	rows.Text(r.Description)
+	rows.Time(r.RecordedAt)
 }
 
-func accountValues(r ordersmodel.AccountRow) []any {
-	return []any{pgUUID(r.AccountID), r.Owner, r.BalanceCents, r.Currency, r.Status, r.Version, r.LastPosition, r.UpdatedAt}
+func appendAccount(rows *pgcopy.Rows, r ordersmodel.AccountRow) {
+	rows.Row(len(accountColumns))
+	rows.UUID(r.AccountID)
+	rows.Text(r.Owner)
+	rows.Int64(r.BalanceCents)
+	rows.Text(r.Currency)
+	rows.Text(r.Status)
+	rows.Int64(r.Version)
+	rows.Int64(r.LastPosition)
+	rows.Time(r.UpdatedAt)
 }
 
-// orderValues encodes the JSON columns as the live model does (items as a
+// appendOrder encodes the JSON columns as the live model does (items as a
 // JSON array, never null; the address null when absent).
-func orderValues(r ordersmodel.OrderRow) ([]any, error) {
+func appendOrder(rows *pgcopy.Rows, r ordersmodel.OrderRow) error {
 	items := r.Items
 	if items == nil {
 		items = []events.LineItem{}
 	}
 	ib, err := json.Marshal(items)
 	if err != nil {
-		return nil, fmt.Errorf("encode items of order %s: %w", r.OrderID, err)
+		return fmt.Errorf("encode items of order %s: %w", r.OrderID, err)
 	}
-	var addr any // NULL when there is none
-	if r.ShippingAddress != nil {
+	rows.Row(len(orderColumns))
+	rows.UUID(r.OrderID)
+	rows.UUID(r.CustomerID)
+	rows.Text(r.Status)
+	rows.JSONB(ib)
+	rows.Int64(r.TaxCents)
+	rows.Int64(r.TotalCents)
+	rows.Text(r.Currency)
+	if r.ShippingAddress == nil {
+		rows.Null()
+	} else {
 		ab, err := json.Marshal(r.ShippingAddress)
 		if err != nil {
-			return nil, fmt.Errorf("encode address of order %s: %w", r.OrderID, err)
+			return fmt.Errorf("encode address of order %s: %w", r.OrderID, err)
 		}
-		addr = ab
+		rows.JSONB(ab)
 	}
-	return []any{pgUUID(r.OrderID), pgUUID(r.CustomerID), r.Status, ib, r.TaxCents, r.TotalCents, r.Currency,
-		addr, r.Version, r.LastPosition, r.PlacedAt, r.UpdatedAt}, nil
+	rows.Int64(r.Version)
+	rows.Int64(r.LastPosition)
+	rows.Time(r.PlacedAt)
+	rows.Time(r.UpdatedAt)
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/escqrs/platform/internal/pgcopy"
 	"github.com/escqrs/platform/internal/readmodel/ordersdb"
 	"github.com/escqrs/platform/internal/rebuild"
 )
@@ -199,13 +200,14 @@ func (t *target) complete(ctx context.Context) error {
 	t.res.Orders, t.res.Accounts = int64(len(orders)), int64(len(accounts))
 	write := map[string]func(context.Context) error{
 		"orders_view": func(ctx context.Context) error {
-			return copyChunked(ctx, t.r.pool, rebuildName("orders_view"), orderColumns, len(orders), func(i int) ([]any, error) {
-				return orderValues(orders[i])
+			return copyRows(ctx, t.r.pool, rebuildName("orders_view"), orderColumns, len(orders), func(rows *pgcopy.Rows, i int) error {
+				return appendOrder(rows, orders[i])
 			})
 		},
 		"accounts_balance": func(ctx context.Context) error {
-			return copyChunked(ctx, t.r.pool, rebuildName("accounts_balance"), accountColumns, len(accounts), func(i int) ([]any, error) {
-				return accountValues(accounts[i]), nil
+			return copyRows(ctx, t.r.pool, rebuildName("accounts_balance"), accountColumns, len(accounts), func(rows *pgcopy.Rows, i int) error {
+				appendAccount(rows, accounts[i])
+				return nil
 			})
 		},
 	}
