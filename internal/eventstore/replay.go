@@ -76,7 +76,9 @@ func (s *Store) readAll(ctx context.Context, columns string, after Cursor, limit
 	if err != nil {
 		return nil, after, fmt.Errorf("read all after %+v: %w", after, err)
 	}
-	out := make([]events.Envelope, 0, limit)
+	// Not limit: the relay asks for hundreds and mostly gets a few, and a
+	// slice of limit envelopes is allocated and cleared on every call.
+	out := make([]events.Envelope, 0, min(limit, 64))
 	last, err := s.foldRows(ctx, cancel, rows, func(e events.Envelope) error {
 		out = append(out, e)
 		return nil

@@ -15,10 +15,17 @@ import (
 // one NOTIFY is in flight per process, coalescing bursts. A lost poke (crash
 // between commit and notify) costs at most one relay poll interval.
 type Notifier struct {
-	pool *pgxpool.Pool
-	log  *slog.Logger
-	poke chan struct{}
+	pool  *pgxpool.Pool
+	log   *slog.Logger
+	poke  chan struct{}
+	local func() bool // wakes this process's relay if it leads; nil: none
 }
+
+// WakeLocal makes Poke call wake (Relay.Wake) first and send no NOTIFY when
+// it reports that this process's relay leads: with one command API
+// replica, appends then cost PostgreSQL no notification at all. Call it
+// before the first Poke.
+func (n *Notifier) WakeLocal(wake func() bool) { n.local = wake }
 
 // NewNotifier returns a Notifier; call Run to start it.
 func NewNotifier(pool *pgxpool.Pool, log *slog.Logger) *Notifier {
@@ -27,6 +34,9 @@ func NewNotifier(pool *pgxpool.Pool, log *slog.Logger) *Notifier {
 
 // Poke asks for a notification without blocking.
 func (n *Notifier) Poke() {
+	if n.local != nil && n.local() {
+		return
+	}
 	select {
 	case n.poke <- struct{}{}:
 	default:

@@ -89,6 +89,23 @@ type Relay struct {
 	metrics *metrics
 	// publishedCount mirrors the published counter for Published.
 	publishedCount atomic.Int64
+	leading        atomic.Bool
+	wake           chan struct{} // Wake's, buffered: a wake-up during a batch is not lost
+}
+
+// Wake makes the relay read the store now if it leads, and reports whether
+// it does. The command API's appends wake the relay of their own process
+// this way, without a NOTIFY (a PostgreSQL transaction each); a relay that
+// leads in another process must be notified (see Notifier).
+func (r *Relay) Wake() bool {
+	if !r.leading.Load() {
+		return false
+	}
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+	return true
 }
 
 // Published is how many events this relay has published since it started.
@@ -113,7 +130,7 @@ func New(pool *pgxpool.Pool, store Store, pub Publisher, cfg Config, log *slog.L
 	if reg != nil {
 		reg.MustRegister(m.published, m.leader, m.failures, m.lastPos)
 	}
-	return &Relay{pool: pool, store: store, pub: pub, cfg: cfg, log: log, metrics: m}
+	return &Relay{pool: pool, store: store, pub: pub, cfg: cfg, log: log, metrics: m, wake: make(chan struct{}, 1)}
 }
 
 // Run competes for leadership and, while leader, publishes until ctx ends.
@@ -160,7 +177,11 @@ func (r *Relay) lead(ctx context.Context) error {
 		}
 	}
 	r.metrics.leader.Set(1)
-	defer r.metrics.leader.Set(0)
+	r.leading.Store(true)
+	defer func() {
+		r.leading.Store(false)
+		r.metrics.leader.Set(0)
+	}()
 	r.log.Info("relay is leader")
 	if _, err := pg.Exec(ctx, `LISTEN `+Channel); err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -196,13 +217,25 @@ func (r *Relay) lead(ctx context.Context) error {
 	return nil
 }
 
-// wait blocks until a notification, the poll interval, or cancellation.
-// Any error other than the timeout means the lock connection is gone.
+// wait blocks until a notification, a Wake, the poll interval, or
+// cancellation. Any other error means the lock connection is gone.
 func (r *Relay) wait(ctx context.Context, pg *pgx.Conn) error {
+	select {
+	case <-r.wake:
+		return nil
+	default:
+	}
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.PollInterval)
 	defer cancel()
+	go func() { // a Wake interrupts the wait as the poll interval's end does
+		select {
+		case <-r.wake:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
 	_, err := pg.WaitForNotification(wctx)
-	if err == nil || ctx.Err() != nil || errors.Is(wctx.Err(), context.DeadlineExceeded) {
+	if err == nil || wctx.Err() != nil {
 		return nil
 	}
 	return fmt.Errorf("wait for notification: %w", err)

@@ -250,3 +250,46 @@ func TestRelayLeaderElection(t *testing.T) {
 		t.Fatalf("standby published %d after the leader died, want >= 500", b.Published())
 	}
 }
+
+// Wake reports leadership, and a leader woken by it publishes at once: the
+// relays here poll once an hour and nobody sends a NOTIFY, so only Wake can
+// make them read the events appended after they became leader and standby.
+func TestWakeWithoutNotify(t *testing.T) {
+	f := newFixture(t)
+	c, stopConsumer := f.consume(t)
+	defer stopConsumer()
+	newRelay := func() *relay.Relay {
+		w := kafkautil.NewWriter(testenv.KafkaBrokers())
+		t.Cleanup(func() { w.Close() })
+		return relay.New(testenv.NewPool(t, f.url), f.store, w, relay.Config{BatchSize: 100, PollInterval: time.Hour,
+			LockRetry: 50 * time.Millisecond, Topic: func(st events.StreamType) string { return f.topics[st] }}, f.log, nil)
+	}
+	leader, standby := newRelay(), newRelay()
+	if leader.Wake() {
+		t.Fatal("Wake reported leadership before the relay ran")
+	}
+	defer start(leader)()
+	for deadline := time.Now().Add(10 * time.Second); !leader.Wake(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the relay did not become leader")
+		}
+	}
+	defer start(standby)()
+	time.Sleep(200 * time.Millisecond) // the standby has tried the lock a few times
+	if standby.Wake() {
+		t.Fatal("the standby's Wake reported leadership")
+	}
+
+	f.appendEvents(t, streams(5), 50)
+	if !leader.Wake() {
+		t.Fatal("the leader's Wake reported no leadership")
+	}
+	c.waitFor(t, 50, 10*time.Second)
+	// The counter moves after the checkpoint, a moment after the consumer may have seen the messages.
+	for deadline := time.Now().Add(5 * time.Second); leader.Published() < 50 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if leader.Published() != 50 || standby.Published() != 0 {
+		t.Fatalf("published leader=%d standby=%d, want 50 and 0", leader.Published(), standby.Published())
+	}
+}

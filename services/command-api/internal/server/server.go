@@ -71,6 +71,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		writer := kafkautil.NewWriter(cfg.KafkaBrokers)
 		s.relay = relay.New(pool, store, &topicEnsuringWriter{writer: writer, cfg: cfg}, relay.Config{BatchSize: cfg.RelayBatchSize,
 			Topic: func(st events.StreamType) string { return cfg.KafkaTopicPrefix + st.Topic() }}, log, reg)
+		notifier.WakeLocal(s.relay.Wake)
 	}
 	return s, nil
 }
