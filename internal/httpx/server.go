@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -33,8 +35,13 @@ func NewHealth(checks map[string]Check) *Health { return &Health{checks: checks}
 // Drain marks the service as shutting down.
 func (h *Health) Drain() { h.draining.Store(true) }
 
-// Mount adds /healthz, /readyz and /metrics to r.
+// Mount adds /healthz, /readyz and /metrics to r, and Go's profiler under
+// /debug/pprof/ when the environment has DEBUG_PPROF=true (off by default:
+// a profile endpoint costs nothing idle but should not be public).
 func (h *Health) Mount(r chi.Router, reg prometheus.Gatherer) {
+	if os.Getenv("DEBUG_PPROF") == "true" {
+		r.Mount("/debug", middleware.Profiler())
+	}
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
