@@ -509,8 +509,9 @@ kafka_start() {
   say "kafka: starting ..."
   # JVM flags as in kafka-server-start.sh / kafka-run-class.sh, with a fixed small heap
   # (the JVM default would be a quarter of RAM).
+  # shellcheck disable=SC2086 # STACK_JVM_OPTS is a list of flags
   spawn kafka "$JAVA" -Xms512m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError \
+    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError ${STACK_JVM_OPTS:-} \
     -Djava.awt.headless=true "$log4j" -Dkafka.logs.dir="$LOG_DIR" \
     -cp "$cp" kafka.Kafka "$KAFKA_DIR/server.properties"
 }
@@ -605,7 +606,8 @@ es_start() {
   # The runner silently moves to the next free port when 9200 is taken; we checked that 9200 is
   # free before getting here, and es_check_port verifies the result. JVM flags follow ES's own
   # jvm.options where they matter without the bootstrap.
-  spawn elasticsearch "$JAVA" -Xms512m -Xmx512m -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError \
+  # shellcheck disable=SC2086 # STACK_JVM_OPTS is a list of flags
+  spawn elasticsearch "$JAVA" -Xms512m -Xmx512m -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError ${STACK_JVM_OPTS:-} \
     -Djava.awt.headless=true -Dfile.encoding=UTF-8 -Djava.locale.providers=SPI,COMPAT \
     -Djava.io.tmpdir="$ES_DIR/tmp" -Dlog4j2.formatMsgNoLookups=true -Dlog4j2.disable.jmx=true \
     -Dlog4j.shutdownHookEnabled=false -Dio.netty.noUnsafe=true -Dio.netty.noKeySetOptimization=true \

@@ -79,9 +79,10 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	s.orders = find(out, `rebuild end to end \(events\)\s+(\d+)`)
-	s.copyIndexed = find(out, `indexes maintained \(events\)\s+(\d+)`)
-	s.copyAfter = find(out, `indexes built after \(events\)\s+(\d+)`)
+	// bench-rebuild's table: name, best, median.
+	s.orders, s.ordersMedian = find(out, `rebuild end to end \(events\)\s+(\d+)`), find(out, `rebuild end to end \(events\)\s+\d+\s+(\d+)`)
+	s.copyIndexed, s.copyIndexedMedian = find(out, `indexes maintained \(events\)\s+(\d+)`), find(out, `indexes maintained \(events\)\s+\d+\s+(\d+)`)
+	s.copyAfter, s.copyAfterMedian = find(out, `indexes built after \(events\)\s+(\d+)`), find(out, `indexes built after \(events\)\s+\d+\s+(\d+)`)
 
 	section("3. rebuilding the Redis and Elasticsearch read models from the same store")
 	for _, svc := range []string{"projector-stats", "search-indexer"} {
@@ -105,9 +106,11 @@ func run() error {
 }
 
 type summary struct {
-	loadReplay, loadSnapshot       string
-	orders, copyIndexed, copyAfter string
-	stats, search                  string
+	loadReplay, loadSnapshot        string
+	orders, copyIndexed, copyAfter  string // best runs
+	ordersMedian, copyIndexedMedian string
+	copyAfterMedian                 string
+	stats, search                   string
 }
 
 func (s summary) print(loadEvents, n int) {
@@ -128,8 +131,10 @@ func (s summary) print(loadEvents, n int) {
 		}
 		return fmt.Sprintf("%.2f", x/y)
 	}
-	fmt.Printf("\nPostgres rebuild / COPY: %s (indexes maintained), %s (indexes built after); goal >= 50,000 events/s and >= 0.5\n",
-		ratio(s.orders, s.copyIndexed), ratio(s.orders, s.copyAfter))
+	fmt.Printf("\nPostgres rebuild / COPY, best runs (medians): %s (%s) against the raw COPY into the model's tables as defined,\n",
+		ratio(s.orders, s.copyIndexed), ratio(s.ordersMedian, s.copyIndexedMedian))
+	fmt.Printf("  the goal's baseline (goal >= 0.5, and >= 50,000 events/s); %s (%s) against a COPY that builds every index after the data.\n",
+		ratio(s.orders, s.copyAfter), ratio(s.ordersMedian, s.copyAfterMedian))
 }
 
 func section(title string) { fmt.Printf("\n=== %s\n\n", title) }
