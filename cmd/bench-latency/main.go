@@ -34,6 +34,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -51,6 +52,7 @@ func main() {
 	sample := flag.Float64("sample", 0.02, "fraction of commands whose visibility is timed")
 	timeout := flag.Duration("timeout", 10*time.Second, "give up on a sample after this long")
 	warmup := flag.Duration("warmup", 0, "first send the same load untimed for this long (see the package comment)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this load generator to this file")
 	flag.Parse()
 	if *rate < 1 || *sample <= 0 || *sample > 1 || *duration <= 0 || *warmup < 0 {
 		fmt.Fprintln(os.Stderr, "bench-latency: -rate must be positive, -sample in (0, 1], -duration positive, -warmup not negative")
@@ -59,6 +61,17 @@ func main() {
 	b := &bench{commandURL: *command, queryURL: *query, timeout: *timeout,
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}},
 		probe:  "PROBE-" + strings.ReplaceAll(uuid.NewString(), "-", "")[:12]}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench-latency:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if *warmup > 0 {
 		if err := b.warmUp(*rate, *warmup); err != nil {
 			fmt.Fprintln(os.Stderr, "bench-latency:", err)

@@ -35,7 +35,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"reflect"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -363,12 +362,8 @@ func verifyTables(ctx context.Context, store rebuild.Store, pool *pgxpool.Pool) 
 	if err != nil {
 		return err
 	}
-	if len(got.Orders) != len(want.Orders) || len(got.Accounts) != len(want.Accounts) || len(got.Activity) != len(want.Activity) {
-		return fmt.Errorf("row counts: got %d/%d/%d, want %d/%d/%d", len(got.Orders), len(got.Accounts), len(got.Activity),
-			len(want.Orders), len(want.Accounts), len(want.Activity))
-	}
-	if !reflect.DeepEqual(got, want) {
-		return fmt.Errorf("the rebuilt tables differ from the fold of the store")
+	if diff := got.Diff(want); len(diff) > 0 {
+		return fmt.Errorf("the rebuilt tables differ from the fold of the store (%d differences), first: %s", len(diff), diff[0])
 	}
 	return nil
 }
