@@ -56,7 +56,7 @@ func run() error {
 	}
 	defer deps.Close()
 
-	if cmd.Name != rebuilder.Serve {
+	if cmd.Name != rebuild.CommandServe {
 		reb := rebuilder.New(es, rebuild.ProjectionReads{Store: deps.Store}, names, log, rebuilder.Options{Report: rebuild.PrintProgress(os.Stdout)})
 		return reb.Execute(ctx, cmd, os.Stdout)
 	}

@@ -7,7 +7,6 @@ package rebuilder
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -170,14 +169,8 @@ func (s *retrying) HandleBatch(ctx context.Context, batch []events.Envelope) err
 	}
 }
 
-// Command names.
-const (
-	Serve   = "serve"
-	Rebuild = "rebuild"
-	Replay  = "replay"
-)
-
-// Command is what the search-indexer binary was asked to do.
+// Command is what the search-indexer binary was asked to do: Name is one
+// of rebuild.CommandServe, CommandRebuild and CommandReplay.
 type Command struct {
 	Name         string
 	FromPosition int64 // replay only
@@ -189,42 +182,31 @@ const Usage = `usage:
   search-indexer rebuild                       rebuild the index from the event store and swap it in
   search-indexer replay --from-position P      re-apply the order events after position P to the live index`
 
-// ParseCommand parses the arguments after the program name.
+// ParseCommand parses the arguments after the program name with the
+// projectors' shared parser (internal/rebuild).
 func ParseCommand(args []string) (Command, error) {
-	if len(args) == 0 {
-		return Command{Name: Serve}, nil
+	name, err := rebuild.SubcommandOf(args, Usage)
+	if err != nil {
+		return Command{}, err
 	}
-	cmd := Command{Name: args[0]}
-	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	from := fs.Int64("from-position", -1, "replay the events after this store position")
-	if err := fs.Parse(args[1:]); err != nil {
-		return cmd, fmt.Errorf("%s: %w\n%s", args[0], err, Usage)
-	}
-	if fs.NArg() > 0 {
-		return cmd, fmt.Errorf("%s: unexpected arguments %q\n%s", args[0], fs.Args(), Usage)
-	}
-	switch cmd.Name {
-	case Serve, Rebuild:
-		if *from != -1 {
-			return cmd, fmt.Errorf("%s takes no --from-position\n%s", cmd.Name, Usage)
+	if name == rebuild.CommandServe {
+		if len(args) > 1 {
+			return Command{}, fmt.Errorf("serve: unexpected arguments %q\n%s", args[1:], Usage)
 		}
-	case Replay:
-		if *from < 0 {
-			return cmd, fmt.Errorf("replay needs --from-position P with P >= 0\n%s", Usage)
-		}
-		cmd.FromPosition = *from
-	default:
-		return cmd, fmt.Errorf("unknown command %q\n%s", cmd.Name, Usage)
+		return Command{Name: name}, nil
 	}
-	return cmd, nil
+	name, from, err := rebuild.ParseCommand("search-indexer", Usage, args, io.Discard)
+	if err != nil {
+		return Command{}, err
+	}
+	return Command{Name: name, FromPosition: max(from, 0)}, nil
 }
 
 // Execute runs a rebuild or replay command to its end.
 func (r *Rebuilder) Execute(ctx context.Context, cmd Command, out io.Writer) error {
 	var tr rebuild.Tracker
 	switch cmd.Name {
-	case Rebuild:
+	case rebuild.CommandRebuild:
 		if err := r.Rebuild(ctx, &tr); err != nil {
 			return err
 		}
@@ -233,7 +215,7 @@ func (r *Rebuilder) Execute(ctx context.Context, cmd Command, out io.Writer) err
 		fmt.Fprintf(out, "rebuilt the order index from %d events in %s (%.0f events/s), %d applied after the swap\n",
 			p.Events, took.Round(time.Millisecond), float64(p.Events)/took.Seconds(), p.CaughtUpAfter)
 		return nil
-	case Replay:
+	case rebuild.CommandReplay:
 		return r.Replay(ctx, cmd.FromPosition, &tr)
 	default:
 		return fmt.Errorf("%q is not a one-shot command", cmd.Name)
