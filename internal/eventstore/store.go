@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -314,6 +315,35 @@ func (s *Store) CountAfter(ctx context.Context, position int64, types []events.S
 		return 0, fmt.Errorf("count events after %d: %w", position, err)
 	}
 	return n, nil
+}
+
+// ReadBarrier returns a barrier for ReadAll and ReadAllForProjection. Their
+// commit-safe reads see nothing past the oldest write transaction still
+// running anywhere in the cluster, so an empty read does not mean that
+// every event committed so far has been read; once PastBarrier reports
+// true for the barrier, an empty read does: every event committed before
+// ReadBarrier was called is then readable.
+func (s *Store) ReadBarrier(ctx context.Context) (uint64, error) {
+	var next string
+	if err := s.pool.QueryRow(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text`).Scan(&next); err != nil {
+		return 0, fmt.Errorf("read barrier: %w", err)
+	}
+	x, err := strconv.ParseUint(next, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("read barrier %q: %w", next, err)
+	}
+	return x, nil
+}
+
+// PastBarrier reports whether every transaction older than barrier (see
+// ReadBarrier) has ended. It only ever turns from false to true.
+func (s *Store) PastBarrier(ctx context.Context, barrier uint64) (bool, error) {
+	var passed bool
+	if err := s.pool.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8`,
+		strconv.FormatUint(barrier, 10)).Scan(&passed); err != nil {
+		return false, fmt.Errorf("read horizon: %w", err)
+	}
+	return passed, nil
 }
 
 // StreamVersion is the current version of a stream (0 when it does not exist).

@@ -16,6 +16,13 @@
 //     applies to the new one meanwhile are harmless, because every model
 //     checks and sets the per-stream version with each change.
 //
+// "Exhausted" is decided against a barrier: commit-safe reads see nothing
+// past the oldest write transaction still running anywhere in the cluster,
+// so each read loop (fill, catch-up, replay) first takes a barrier and
+// stops at an empty read only once every transaction older than the
+// barrier has ended: it has then read every event committed before it
+// began.
+//
 // The same loop replays a live model from a position P (Replay), e.g. after
 // restoring a backup: already-applied events are skipped by version.
 package rebuild
@@ -23,6 +30,7 @@ package rebuild
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -34,6 +42,11 @@ import (
 type Store interface {
 	ReadAll(ctx context.Context, after eventstore.Cursor, limit int) ([]events.Envelope, eventstore.Cursor, error)
 	CountAfter(ctx context.Context, position int64, types []events.StreamType) (int64, error)
+	// ReadBarrier and PastBarrier tell a store that is exhausted from one
+	// whose committed events are hidden behind a write transaction still
+	// running (see eventstore.Store.ReadBarrier).
+	ReadBarrier(ctx context.Context) (uint64, error)
+	PastBarrier(ctx context.Context, barrier uint64) (bool, error)
 }
 
 // Sink receives events in commit-safe order, batch by batch.
@@ -103,6 +116,9 @@ type Options struct {
 	StreamTypes []events.StreamType
 	// Report is called with progress about once a second (may be nil).
 	Report func(Progress)
+	// Log receives a warning while a drain waits long for an older write
+	// transaction to end (may be nil).
+	Log *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -140,11 +156,11 @@ func run(ctx context.Context, store Store, target Target, tr *Tracker, opts Opti
 		return err
 	}
 	tr.update(func(p *Progress) { p.Total = total })
-	// The fill reads at least every event committed when it started: a
-	// transaction still open somewhere in the cluster can hide them for a
-	// while, and swapping in a model that is behind what the old one shows
-	// would make queries go back in time.
-	cursor, err := drain(ctx, store, eventstore.Cursor{}, target.Fill(), tr, opts, total)
+	// The fill reads every event committed when it started, even those a
+	// transaction still open somewhere in the cluster hides for a while:
+	// swapping in a model that is behind what the old one shows would make
+	// queries go back in time.
+	cursor, err := drain(ctx, store, eventstore.Cursor{}, target.Fill(), tr, opts)
 	if err != nil {
 		return fmt.Errorf("fill: %w", err)
 	}
@@ -153,10 +169,11 @@ func run(ctx context.Context, store Store, target Target, tr *Tracker, opts Opti
 		return fmt.Errorf("swap: %w", err)
 	}
 	before := tr.update(func(p *Progress) { p.Phase, p.SwappedAt = "catching-up", time.Now() }).Events
-	// The catch-up may stop at the first empty read: whatever is not readable
-	// yet has not been published either, and reaches the new model through
-	// the live projector.
-	if _, err := drain(ctx, store, cursor, target.Live(), tr, opts, 0); err != nil {
+	// The catch-up reads every event committed before the swap: the live
+	// projector may have applied some to the replaced model (by any path,
+	// not only through the relay's commit-safe reads), and a finished
+	// rebuild holds everything committed before its swap.
+	if _, err := drain(ctx, store, cursor, target.Live(), tr, opts); err != nil {
 		return fmt.Errorf("catch up after swap: %w", err)
 	}
 	tr.update(func(p *Progress) { p.CaughtUpAfter = p.Events - before })
@@ -172,7 +189,7 @@ func Replay(ctx context.Context, store Store, live Sink, from int64, tr *Tracker
 	total, err := store.CountAfter(ctx, from, opts.StreamTypes)
 	if err == nil {
 		tr.update(func(p *Progress) { p.Total = total })
-		_, err = drain(ctx, store, eventstore.Cursor{}, positionFilter{live, from}, tr, opts, 0)
+		_, err = drain(ctx, store, eventstore.Cursor{}, positionFilter{live, from}, tr, opts)
 	}
 	tr.update(func(p *Progress) {
 		p.FinishedAt = time.Now()
@@ -206,28 +223,49 @@ func (f positionFilter) HandleBatch(ctx context.Context, batch []events.Envelope
 	return f.next.HandleBatch(ctx, kept)
 }
 
-// drain reads from cursor and feeds sink until a read comes back empty and
-// at least atLeast events (of the wanted types) have been read.
-func drain(ctx context.Context, store Store, cursor eventstore.Cursor, sink Sink, tr *Tracker, opts Options, atLeast int64) (eventstore.Cursor, error) {
-	var read int64
+// barrierPoll is how often drain looks again while committed events may be
+// hidden behind an older transaction.
+const barrierPoll = 20 * time.Millisecond
+
+// drain reads from cursor and feeds sink until it has read every event
+// committed before it started: until a read comes back empty once the
+// store is past the barrier taken at the start (an empty read before that
+// may only mean that a transaction still running hides committed events).
+func drain(ctx context.Context, store Store, cursor eventstore.Cursor, sink Sink, tr *Tracker, opts Options) (eventstore.Cursor, error) {
+	barrier, err := store.ReadBarrier(ctx)
+	if err != nil {
+		return cursor, err
+	}
+	passed := false
 	wanted := map[events.StreamType]bool{}
 	for _, t := range opts.StreamTypes {
 		wanted[t] = true
 	}
-	lastReport := time.Now()
+	lastReport, waitingSince := time.Now(), time.Now()
 	for {
 		batch, next, err := store.ReadAll(ctx, cursor, opts.BatchSize)
 		if err != nil {
 			return cursor, err
 		}
 		if len(batch) == 0 {
-			if read >= atLeast {
+			if passed {
 				return cursor, nil
 			}
-			select { // hidden behind an open transaction: wait for it to end
+			if passed, err = store.PastBarrier(ctx, barrier); err != nil {
+				return cursor, err
+			}
+			if passed {
+				continue // one more read decides: the horizon only moves forward
+			}
+			if time.Since(waitingSince) > 10*time.Second && opts.Log != nil {
+				opts.Log.Warn("rebuild: waiting for write transactions older than its start to end; commit-safe reads cannot pass them",
+					"barrier", barrier, "waiting", time.Since(waitingSince).Round(time.Second).String())
+				waitingSince = time.Now()
+			}
+			select {
 			case <-ctx.Done():
 				return cursor, ctx.Err()
-			case <-time.After(50 * time.Millisecond):
+			case <-time.After(barrierPoll):
 			}
 			continue
 		}
@@ -245,7 +283,6 @@ func drain(ctx context.Context, store Store, cursor eventstore.Cursor, sink Sink
 				return cursor, err
 			}
 		}
-		read += int64(len(kept))
 		cursor = next
 		p := tr.update(func(p *Progress) {
 			p.Events += int64(len(kept))

@@ -137,7 +137,7 @@ func run() error {
 			return err
 		}
 		reads = append(reads, r)
-		lean := rebuilder.NewReader(store, pool)
+		lean := rebuilder.NewReader(store)
 		r, err = measureRead(ctx, lean, *n)
 		lean.Close()
 		if err != nil {

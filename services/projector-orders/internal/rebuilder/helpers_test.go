@@ -14,6 +14,7 @@ import (
 	"github.com/escqrs/platform/internal/consumer"
 	"github.com/escqrs/platform/internal/eventstore"
 	"github.com/escqrs/platform/internal/readmodel/ordersdb"
+	"github.com/escqrs/platform/internal/rebuild"
 	"github.com/escqrs/platform/internal/testenv"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/projector-orders/internal/ordersmodel"
@@ -50,29 +51,26 @@ func (e *env) copyHistory(t testing.TB, gen *workload.Generator, n int) {
 	}
 }
 
-// all reads the whole store, in commit-safe order, as the store returns it:
-// everything committed before the call (a Reader's first read sets its
-// barrier), even if write transactions of other tests in the same cluster
-// hold the commit-safe horizon back.
+// all reads the whole store, in commit-safe order, as a rebuild does:
+// everything committed before the call, even if write transactions of
+// other tests in the same cluster hold the commit-safe horizon back.
 func (e *env) all(t testing.TB) []events.Envelope {
 	t.Helper()
-	rd := rebuilder.NewReader(e.store, e.pool)
+	rd := rebuilder.NewReader(e.store)
 	defer rd.Close()
-	var (
-		out    []events.Envelope
-		cursor eventstore.Cursor
-	)
-	for {
-		batch, next, err := rd.ReadAll(context.Background(), cursor, 5000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(batch) == 0 {
-			return out
-		}
-		out = append(out, batch...)
-		cursor = next
+	var out collected
+	var tr rebuild.Tracker
+	if err := rebuild.Replay(context.Background(), rd, &out, 0, &tr, rebuild.Options{}); err != nil {
+		t.Fatal(err)
 	}
+	return out
+}
+
+type collected []events.Envelope
+
+func (c *collected) HandleBatch(_ context.Context, batch []events.Envelope) error {
+	*c = append(*c, batch...)
+	return nil
 }
 
 // sequencer is what the live projector runs: a Sequencer over the live tables.

@@ -2,12 +2,6 @@ package rebuilder
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
-	"strconv"
-	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/escqrs/platform/internal/eventstore"
 	"github.com/escqrs/platform/pkg/events"
@@ -28,28 +22,16 @@ import (
 //
 // A batch read ahead is as valid as one read later: it is what a reader
 // that had asked a moment earlier would have got, and continuing from its
-// cursor misses nothing.
+// cursor misses nothing. An empty batch means what it means for the store
+// (the drain in internal/rebuild waits past its barrier before it takes
+// one for the end).
 //
-// An empty batch, though, does not mean that every event committed so far
-// has been read: a commit-safe reader sees nothing past the oldest write
-// transaction still running anywhere in the cluster (another database's
-// included), and a drain (internal/rebuild) stops at the first empty batch.
-// A rebuild whose catch-up stopped that early would swap in tables without
-// events the live projector had applied to the replaced ones. So a Reader
-// reports the end only once it is past its barrier: every event committed
-// before its first ReadAll, or before its last Barrier call, has been read.
-// Until then an empty batch is read again, a little later.
-//
-// CountAfter and ReadStream (gap healing) are the store's own. ReadAll and
-// Barrier must be called from one goroutine at a time (the drain loop
-// does); Close stops a pipeline whose batches nobody will take.
+// CountAfter, ReadBarrier, PastBarrier and ReadStream (gap healing) are the
+// store's own. ReadAll must be called from one goroutine at a time (the
+// drain loop does); Close stops a pipeline whose batches nobody will take.
 type Reader struct {
 	Store
-	pool    *pgxpool.Pool
-	log     *slog.Logger
-	p       *pipeline
-	barrier uint64 // a transaction id; 0: not set yet
-	passed  bool   // every transaction below barrier has ended
+	p *pipeline
 }
 
 // pipeline reads ahead from a cursor; expect is the cursor the next batch
@@ -68,68 +50,12 @@ type readResult struct {
 	err   error
 }
 
-// NewReader returns a Reader over the events table of pool's database,
-// delegating the rest to store.
-func NewReader(store Store, pool *pgxpool.Pool) *Reader {
-	return &Reader{Store: store, pool: pool, log: slog.New(slog.DiscardHandler)}
-}
-
-// Barrier makes ReadAll report the end of the store (an empty batch) only
-// after it has read every event committed before the call: it waits, if it
-// must, for the write transactions running at the call to end.
-func (r *Reader) Barrier(ctx context.Context) error {
-	var next string
-	if err := r.pool.QueryRow(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text`).Scan(&next); err != nil {
-		return fmt.Errorf("read barrier: %w", err)
-	}
-	x, err := strconv.ParseUint(next, 10, 64)
-	if err != nil {
-		return fmt.Errorf("read barrier %q: %w", next, err)
-	}
-	r.barrier, r.passed = x, false
-	return nil
-}
-
-// barrierPoll is how often an empty read is retried while the reader is
-// not past its barrier.
-const barrierPoll = 20 * time.Millisecond
+// NewReader returns a Reader over store.
+func NewReader(store Store) *Reader { return &Reader{Store: store} }
 
 // ReadAll implements rebuild.Store.
 func (r *Reader) ReadAll(ctx context.Context, after eventstore.Cursor, limit int) ([]events.Envelope, eventstore.Cursor, error) {
-	if r.barrier == 0 {
-		if err := r.Barrier(ctx); err != nil {
-			return nil, after, err
-		}
-	}
-	waitingSince := time.Now()
-	for {
-		batch, next, err := r.read(ctx, after, limit)
-		if err != nil || len(batch) > 0 || r.passed {
-			return batch, next, err
-		}
-		// Empty, and maybe only because an older transaction is still
-		// running. Once none below the barrier is, one more read is
-		// conclusive: the horizon only moves forward.
-		var passed bool
-		if err := r.pool.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8`,
-			strconv.FormatUint(r.barrier, 10)).Scan(&passed); err != nil {
-			return nil, after, fmt.Errorf("read horizon: %w", err)
-		}
-		if passed {
-			r.passed = true
-			continue
-		}
-		if time.Since(waitingSince) > 10*time.Second {
-			r.log.Warn("rebuild: waiting for write transactions older than the rebuild's barrier to end; commit-safe reads cannot pass them",
-				"barrier", r.barrier, "waiting", time.Since(waitingSince).Round(time.Second).String())
-			waitingSince = time.Now()
-		}
-		select {
-		case <-ctx.Done():
-			return nil, after, ctx.Err()
-		case <-time.After(barrierPoll):
-		}
-	}
+	return r.read(ctx, after, limit)
 }
 
 // read takes the next batch from the pipeline, starting one if none is

@@ -19,11 +19,8 @@
 //     after the catch-up.
 //   - Live is a Sequencer over the live tables: the catch-up after the swap
 //     applies what was appended since the fill, skipping by version what
-//     the live projector applied meanwhile. It reads until it is past every
-//     write transaction older than the swap (see Reader): a finished
-//     rebuild holds every event committed before its swap, including any
-//     the live side applied to the replaced tables by another path than
-//     the relay's commit-safe reads.
+//     the live projector applied meanwhile (internal/rebuild reads until
+//     it is past every write transaction older than the swap).
 //
 // The store is read by a Reader: the store's commit-safe order, fewer
 // columns, read ahead and decoded in parallel.
@@ -146,10 +143,10 @@ type Result struct {
 func (r *Rebuilder) Rebuild(ctx context.Context, tr *rebuild.Tracker, report func(rebuild.Progress)) (Result, error) {
 	var res Result
 	rd := r.newReader()
-	t := &target{r: r, res: &res, reader: rd}
+	t := &target{r: r, res: &res}
 	// Everything that can fail happens inside Run, so that tr always ends
 	// "done" or "failed" (the admin endpoint refuses new jobs until then).
-	err := rebuild.Run(ctx, rd, t, tr, rebuild.Options{BatchSize: r.batchSize, StreamTypes: streamTypes, Report: report})
+	err := rebuild.Run(ctx, rd, t, tr, rebuild.Options{BatchSize: r.batchSize, StreamTypes: streamTypes, Report: report, Log: r.log})
 	rd.Close()
 	if t.fill != nil {
 		t.fill.abort() // a no-op after a swap; stops the writer of a failed fill
@@ -184,7 +181,7 @@ func (r *Rebuilder) Rebuild(ctx context.Context, tr *rebuild.Tracker, report fun
 func (r *Rebuilder) Replay(ctx context.Context, from int64, tr *rebuild.Tracker, report func(rebuild.Progress)) (int64, error) {
 	rd := r.newReader()
 	sink := &counting{next: r.live()}
-	err := rebuild.Replay(ctx, rd, sink, from, tr, rebuild.Options{BatchSize: r.batchSize, StreamTypes: streamTypes, Report: report})
+	err := rebuild.Replay(ctx, rd, sink, from, tr, rebuild.Options{BatchSize: r.batchSize, StreamTypes: streamTypes, Report: report, Log: r.log})
 	rd.Close()
 	if err != nil {
 		return sink.n, fmt.Errorf("replay the orders read model from position %d: %w", from, err)
@@ -220,11 +217,7 @@ func (r *Rebuilder) Admin(ctx context.Context) *rebuild.Admin {
 		})
 }
 
-func (r *Rebuilder) newReader() *Reader {
-	rd := NewReader(r.store, r.pool)
-	rd.log = r.log
-	return rd
-}
+func (r *Rebuilder) newReader() *Reader { return NewReader(r.store) }
 
 func (r *Rebuilder) live() rebuild.Sink {
 	return consumer.NewSequencer(ordersmodel.New(r.pool), r.store, r.metrics)

@@ -21,8 +21,7 @@ import (
 type target struct {
 	r       *Rebuilder
 	res     *Result
-	reader  *Reader // the store as the fill and the catch-up read it
-	unlock  func()  // releases the rebuild lock; nil until Prepare took it
+	unlock  func() // releases the rebuild lock; nil until Prepare took it
 	indexes map[string][]index
 	analyze map[string][]string // the columns whose statistics ANALYZE computes
 	fill    *fill
@@ -141,16 +140,6 @@ func (t *target) Swap(ctx context.Context) error {
 	}
 	t.res.SwapDuration = time.Since(swapStart)
 	log.Info("rebuild: tables swapped", "position", t.res.Position, "duration", t.res.SwapDuration.String())
-	// The catch-up must apply every event the live projector applied to the
-	// replaced tables. Each was committed before the swap took its locks,
-	// so the catch-up reads until it is past every transaction older than
-	// the swap, not just until its first empty read. (Events that reach the
-	// projector through the relay were readable before it applied them, so
-	// this rarely waits; it also covers any other path, and makes a finished
-	// rebuild hold everything committed before its swap.)
-	if err := t.reader.Barrier(ctx); err != nil {
-		return err
-	}
 	// The replaced tables are dropped after the catch-up (Rebuilder.Rebuild):
 	// a DROP waits for queries still running on them, and neither the
 	// catch-up nor anyone else needs to wait with it.

@@ -161,7 +161,7 @@ func (r *Rebuilder) Rebuild(ctx context.Context, tr *rebuild.Tracker, report fun
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	t := &target{r: r, cancel: cancel}
-	err := rebuild.Run(ctx, r.store, t, tr, rebuild.Options{BatchSize: r.batchSize, Report: report})
+	err := rebuild.Run(ctx, r.store, t, tr, rebuild.Options{BatchSize: r.batchSize, Report: report, Log: r.log})
 	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(err, cause) {
 		err = fmt.Errorf("%w (%w)", err, cause)
 	}
@@ -176,7 +176,7 @@ func (r *Rebuilder) Rebuild(ctx context.Context, tr *rebuild.Tracker, report fun
 // from. Streams whose events all precede from are not touched.
 func (r *Rebuilder) Replay(ctx context.Context, from int64, tr *rebuild.Tracker, report func(rebuild.Progress)) error {
 	live := consumer.NewSequencer(r.liveModel(), r.store, r.metrics)
-	err := rebuild.Replay(ctx, r.store, live, from, tr, rebuild.Options{BatchSize: r.batchSize, Report: report})
+	err := rebuild.Replay(ctx, r.store, live, from, tr, rebuild.Options{BatchSize: r.batchSize, Report: report, Log: r.log})
 	if report != nil {
 		report(tr.Get()) // Replay reports while running only
 	}

@@ -73,7 +73,7 @@ func New(es *elastic.Client, store Store, names searchmodel.Names, log *slog.Log
 func (r *Rebuilder) runOptions() rebuild.Options {
 	// The indexer consumes only order events; the rest of the store is
 	// read but not handed to the index.
-	return rebuild.Options{BatchSize: r.opts.BatchSize, StreamTypes: []events.StreamType{events.StreamOrder}, Report: r.opts.Report}
+	return rebuild.Options{BatchSize: r.opts.BatchSize, StreamTypes: []events.StreamType{events.StreamOrder}, Report: r.opts.Report, Log: r.log}
 }
 
 // Rebuild fills a new index from the whole store, swaps it in behind the
@@ -92,7 +92,7 @@ func (r *Rebuilder) Rebuild(ctx context.Context, tr *rebuild.Tracker) error {
 		topts = append(topts, searchmodel.WithDeleteGrace(r.opts.DeleteGrace))
 	}
 	target := searchmodel.NewRebuildTarget(r.es, r.names, r.live(), topts...)
-	err := rebuild.Run(ctx, r.patient(), target, tr, r.runOptions())
+	err := rebuild.Run(ctx, r.store, target, tr, r.runOptions())
 	target.Wait() // the old index's deletion, after the swap
 	if err != nil {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -116,15 +116,12 @@ func (r *Rebuilder) Replay(ctx context.Context, from int64, tr *rebuild.Tracker)
 	if err := searchmodel.EnsureIndices(ctx, r.es, r.names); err != nil {
 		return fmt.Errorf("prepare indices: %w", err)
 	}
-	err := rebuild.Replay(ctx, r.patient(), r.live(), from, tr, r.runOptions())
+	err := rebuild.Replay(ctx, r.store, r.live(), from, tr, r.runOptions())
 	if r.opts.Report != nil {
 		r.opts.Report(tr.Get()) // Replay, unlike Run, leaves the last line to the caller
 	}
 	return err
 }
-
-// patient is the store for one run of the driver (see PatientStore).
-func (r *Rebuilder) patient() *PatientStore { return NewPatientStore(r.store, r.log) }
 
 // live is the live model behind the alias, fed through a Sequencer as the
 // projector feeds it, with transient failures retried.

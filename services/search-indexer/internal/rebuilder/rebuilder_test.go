@@ -486,8 +486,7 @@ func TestCatchUpAfterSwap(t *testing.T) {
 		},
 	}
 	var tr rebuild.Tracker
-	store := rebuilder.NewPatientStore(e.store, e.log)
-	err := rebuild.Run(ctx, store, target, &tr, rebuild.Options{StreamTypes: []events.StreamType{events.StreamOrder}})
+	err := rebuild.Run(ctx, e.store, target, &tr, rebuild.Options{StreamTypes: []events.StreamType{events.StreamOrder}})
 	target.Wait()
 	if err != nil {
 		t.Fatal(err)
