@@ -71,7 +71,7 @@ stack-reset:
 
 ## bench-append: store and HTTP append throughput beside a raw Postgres INSERT baseline
 bench-append: stack-up
-	$(GO) run ./cmd/bench-append
+	$(GO) run ./services/command-api/cmd/bench-append
 
 ## bench-load: load a 1,000,000-event account with and without a snapshot
 bench-load: stack-up

@@ -312,3 +312,21 @@ func TestDockerignore(t *testing.T) {
 		}
 	}
 }
+
+// TestMakefileGoRunTargets: every `$(GO) run ./path` of the Makefile names
+// a directory of the repository with Go files (a benchmark target once
+// pointed at a path the command had moved from).
+func TestMakefileGoRunTargets(t *testing.T) {
+	root := repoRoot(t)
+	mk := readFile(t, "Makefile")
+	paths := regexp.MustCompile(`\$\(GO\) run (\./[^\s@]+)`).FindAllStringSubmatch(string(mk), -1)
+	if len(paths) < 4 {
+		t.Fatalf("found %d `$(GO) run ./...` lines in the Makefile, expected the bench targets at least", len(paths))
+	}
+	for _, m := range paths {
+		goFiles, _ := filepath.Glob(filepath.Join(root, m[1], "*.go"))
+		if len(goFiles) == 0 {
+			t.Errorf("Makefile: $(GO) run %s: no Go package there", m[1])
+		}
+	}
+}
