@@ -24,6 +24,10 @@ const (
 	StatusCancelled Status = "cancelled"
 )
 
+// Final reports whether an order in this status accepts no more commands:
+// its stream has ended (shipped or cancelled).
+func (s Status) Final() bool { return s == StatusShipped || s == StatusCancelled }
+
 // State is an order folded from its events. The zero State is "does not exist".
 type State struct {
 	ID              uuid.UUID         `json:"order_id"`

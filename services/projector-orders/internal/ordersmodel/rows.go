@@ -183,6 +183,15 @@ func (f *Folder) Apply(e events.Envelope) (act ActivityRow, ok bool, err error) 
 	}
 }
 
+// Order returns the orders_view row of an order folded so far.
+func (f *Folder) Order(id uuid.UUID) (OrderRow, bool) {
+	r := f.orders[id]
+	if r == nil {
+		return OrderRow{}, false
+	}
+	return *r, true
+}
+
 // Len is the number of order and account streams folded.
 func (f *Folder) Len() (orders, accounts int) { return len(f.orders), len(f.accounts) }
 

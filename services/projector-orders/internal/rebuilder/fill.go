@@ -2,11 +2,14 @@ package rebuilder
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	json "github.com/goccy/go-json"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/escqrs/platform/internal/domain/order"
 	"github.com/escqrs/platform/internal/pgcopy"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/projector-orders/internal/ordersmodel"
@@ -20,51 +23,39 @@ import (
 const copyChunk = 16384
 
 // fill is the rebuild's Fill sink. It folds events in memory with the
-// model's own fold (ordersmodel.Folder) and streams the account_activity
-// rows, which need no later change, into the fresh table as they come, in
-// chunks, from a writer goroutine, so that reading the store, folding and
-// writing overlap. The latest order and account rows stay in memory until
-// Swap writes them: that is the rebuild's memory bound, about 400 bytes per
-// aggregate with realistic orders (measured: 130,000 streams of the
-// benchmark's workload took 50 MB), so 500,000 aggregates take some 200 MB,
-// and half as much again while the final rows are copied out. A model with
-// tens of millions of aggregates would need the fold spilled to disk.
+// model's own fold (ordersmodel.Folder) and streams the rows that need no
+// later change into the fresh tables as they come, in chunks, from writer
+// goroutines, so that reading the store, folding and writing overlap:
+// every account_activity row, and the orders_view row of an order once it
+// is final (shipped or cancelled: the Order aggregate accepts no command
+// after that). The other rows stay in memory until Swap writes them: that
+// is the rebuild's memory bound, about 400 bytes per aggregate with
+// realistic orders (measured: 130,000 streams of the benchmark's workload
+// took 50 MB), so 500,000 aggregates take some 200 MB, and half as much
+// again while the final rows are copied out. A model with tens of millions
+// of aggregates would need the fold spilled to disk.
+//
+// Should an event follow an order's final one anyway (the store does not
+// enforce the domain's rules), the order is marked changed and Swap
+// replaces the row written early.
 type fill struct {
 	folder   *ordersmodel.Folder
-	pending  []ordersmodel.ActivityRow
-	chunks   chan []ordersmodel.ActivityRow
-	done     chan struct{} // closed when the writer has returned
-	writeErr error         // the writer's error, set before done closes
-	stop     context.CancelFunc
-	closed   bool
+	activity *writer[ordersmodel.ActivityRow]
+	orders   *writer[ordersmodel.OrderRow]
+	written  map[uuid.UUID]bool // orders whose row went out early; true: changed since
 
 	events   int64
 	position int64 // highest position folded
-	activity int64
 }
 
-// startFill starts the writer on its own connection from pool.
+// startFill starts the writers, each on its own connection from pool.
 func startFill(ctx context.Context, pool *pgxpool.Pool) *fill {
-	ctx, stop := context.WithCancel(ctx)
-	f := &fill{
-		folder: ordersmodel.NewFolder(),
-		chunks: make(chan []ordersmodel.ActivityRow, 2),
-		done:   make(chan struct{}),
-		stop:   stop,
+	return &fill{
+		folder:   ordersmodel.NewFolder(),
+		activity: startWriter(ctx, pool, rebuildName("account_activity"), activityColumns, appendActivity),
+		orders:   startWriter(ctx, pool, rebuildName("orders_view"), orderColumns, appendOrder),
+		written:  map[uuid.UUID]bool{},
 	}
-	go func() {
-		defer close(f.done)
-		for chunk := range f.chunks {
-			if err := copyRows(ctx, pool, rebuildName("account_activity"), activityColumns, len(chunk), func(rows *pgcopy.Rows, i int) error {
-				appendActivity(rows, chunk[i])
-				return nil
-			}); err != nil {
-				f.writeErr = err // the sender sees done closed
-				return
-			}
-		}
-	}()
-	return f
 }
 
 // HandleBatch implements rebuild.Sink.
@@ -77,65 +68,134 @@ func (f *fill) HandleBatch(ctx context.Context, batch []events.Envelope) error {
 		f.events++
 		f.position = max(f.position, e.Position)
 		if ok {
-			f.pending = append(f.pending, act)
-			if len(f.pending) >= copyChunk {
-				if err := f.send(ctx); err != nil {
-					return err
-				}
+			if err := f.activity.add(ctx, act); err != nil {
+				return err
+			}
+		}
+		if e.StreamType != events.StreamOrder {
+			continue
+		}
+		if _, early := f.written[e.StreamID]; early {
+			f.written[e.StreamID] = true
+			continue
+		}
+		if row, _ := f.folder.Order(e.StreamID); order.Status(row.Status).Final() {
+			f.written[e.StreamID] = false
+			if err := f.orders.add(ctx, row); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
 }
 
-func (f *fill) send(ctx context.Context) error {
-	if len(f.pending) == 0 {
+// flush writes what is pending and waits for the writers to finish.
+func (f *fill) flush(ctx context.Context) error {
+	return errors.Join(f.activity.flush(ctx), f.orders.flush(ctx))
+}
+
+// abort stops the writers without waiting for what they have queued.
+func (f *fill) abort() {
+	f.activity.abort()
+	f.orders.abort()
+}
+
+// finalRows hands over the order rows not written yet (those of orders
+// changed after their early row included, listed in rewrite) and every
+// account row, and drops the in-memory state.
+func (f *fill) finalRows() (orders []ordersmodel.OrderRow, rewrite []uuid.UUID, accounts []ordersmodel.AccountRow) {
+	for _, r := range f.folder.Orders() {
+		changed, early := f.written[r.OrderID]
+		if early && !changed {
+			continue
+		}
+		if changed {
+			rewrite = append(rewrite, r.OrderID)
+		}
+		orders = append(orders, r)
+	}
+	accounts = f.folder.Accounts()
+	f.folder, f.written = nil, nil
+	return orders, rewrite, accounts
+}
+
+// writer COPYs rows into one table in chunks of copyChunk, from a goroutine
+// of its own, as they are added.
+type writer[T any] struct {
+	pending []T
+	chunks  chan []T
+	done    chan struct{} // closed when the goroutine has returned
+	err     error         // the goroutine's, set before done closes
+	stop    context.CancelFunc
+	closed  bool
+	rows    int64 // rows handed to the goroutine
+}
+
+func startWriter[T any](ctx context.Context, pool *pgxpool.Pool, table string, columns []string, appendRow func(*pgcopy.Rows, T) error) *writer[T] {
+	ctx, stop := context.WithCancel(ctx)
+	w := &writer[T]{chunks: make(chan []T, 2), done: make(chan struct{}), stop: stop}
+	go func() {
+		defer close(w.done)
+		for chunk := range w.chunks {
+			if err := copyRows(ctx, pool, table, columns, len(chunk), func(rows *pgcopy.Rows, i int) error {
+				return appendRow(rows, chunk[i])
+			}); err != nil {
+				w.err = err // the sender sees done closed
+				return
+			}
+		}
+	}()
+	return w
+}
+
+func (w *writer[T]) add(ctx context.Context, row T) error {
+	w.pending = append(w.pending, row)
+	if len(w.pending) < copyChunk {
+		return nil
+	}
+	return w.send(ctx)
+}
+
+func (w *writer[T]) send(ctx context.Context) error {
+	if len(w.pending) == 0 {
 		return nil
 	}
 	select {
-	case f.chunks <- f.pending:
-		f.activity += int64(len(f.pending))
-		f.pending = make([]ordersmodel.ActivityRow, 0, copyChunk)
+	case w.chunks <- w.pending:
+		w.rows += int64(len(w.pending))
+		w.pending = make([]T, 0, copyChunk)
 		return nil
-	case <-f.done:
-		return fmt.Errorf("write account_activity: %w", f.writeErr)
+	case <-w.done:
+		return w.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-// flush writes what is pending and waits for the writer to finish.
-func (f *fill) flush(ctx context.Context) error {
-	err := f.send(ctx)
-	f.close()
-	<-f.done
-	if f.writeErr != nil {
-		return fmt.Errorf("write account_activity: %w", f.writeErr)
+// flush writes what is pending and waits for the goroutine to finish.
+func (w *writer[T]) flush(ctx context.Context) error {
+	err := w.send(ctx)
+	w.close()
+	<-w.done
+	if w.err != nil {
+		return w.err
 	}
 	return err
 }
 
-// close stops the writer; it is safe to call more than once.
-func (f *fill) close() {
-	if !f.closed {
-		f.closed = true
-		close(f.chunks)
+// close stops taking chunks; it is safe to call more than once.
+func (w *writer[T]) close() {
+	if !w.closed {
+		w.closed = true
+		close(w.chunks)
 	}
 }
 
-// abort stops the writer without waiting for what it has queued.
-func (f *fill) abort() {
-	f.stop()
-	f.close()
-	<-f.done
-}
-
-// finalRows hands over the latest order and account rows and drops the
-// in-memory state.
-func (f *fill) finalRows() ([]ordersmodel.OrderRow, []ordersmodel.AccountRow) {
-	orders, accounts := f.folder.Orders(), f.folder.Accounts()
-	f.folder = nil
-	return orders, accounts
+// abort stops the goroutine without waiting for what it has queued.
+func (w *writer[T]) abort() {
+	w.stop()
+	w.close()
+	<-w.done
 }
 
 // copyRows writes n rows into table, in COPY statements of copyChunk rows
@@ -172,7 +232,7 @@ var (
 // lists above, with the tables' types (uuid, text, bigint, timestamptz,
 // jsonb): a binary COPY is not checked against the names.
 
-func appendActivity(rows *pgcopy.Rows, r ordersmodel.ActivityRow) {
+func appendActivity(rows *pgcopy.Rows, r ordersmodel.ActivityRow) error {
 	rows.Row(len(activityColumns))
 	rows.UUID(r.AccountID)
 	rows.Int64(r.Version)
@@ -182,9 +242,10 @@ func appendActivity(rows *pgcopy.Rows, r ordersmodel.ActivityRow) {
 	rows.Int64(r.BalanceAfterCents)
 	rows.Text(r.Description)
 	rows.Time(r.RecordedAt)
+	return nil
 }
 
-func appendAccount(rows *pgcopy.Rows, r ordersmodel.AccountRow) {
+func appendAccount(rows *pgcopy.Rows, r ordersmodel.AccountRow) error {
 	rows.Row(len(accountColumns))
 	rows.UUID(r.AccountID)
 	rows.Text(r.Owner)
@@ -194,6 +255,7 @@ func appendAccount(rows *pgcopy.Rows, r ordersmodel.AccountRow) {
 	rows.Int64(r.Version)
 	rows.Int64(r.LastPosition)
 	rows.Time(r.UpdatedAt)
+	return nil
 }
 
 // appendOrder encodes the JSON columns as the live model does (items as a

@@ -659,3 +659,41 @@ func TestRebuildKeepsGrants(t *testing.T) {
 		t.Fatalf("privileges after the rebuild:\n%s\nbefore:\n%s", after, before)
 	}
 }
+
+// TestRebuildRewritesOrdersChangedAfterTheirFinalEvent: the fill writes an
+// order's row as soon as the order is final (shipped or cancelled). The
+// store does not enforce the domain's rules, so an event may still follow:
+// the rebuilt row must be the fold of all of them, and every order must
+// have exactly one row.
+func TestRebuildRewritesOrdersChangedAfterTheirFinalEvent(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.copyHistory(t, workload.New(41), 800) // many orders that end normally
+	placed := events.OrderPlaced{CustomerID: uuid.New(), Currency: "EUR",
+		Items: []events.LineItem{{SKU: "LATE-1", Name: "Late", Quantity: 1, UnitPriceCents: 500}}}
+	late := []eventstore.NewEvent{{Data: placed}, {Data: events.OrderCancelled{Reason: "test"}},
+		{Data: events.OrderPaid{AmountCents: 500, Method: "card"}}}
+	for _, id := range []uuid.UUID{uuid.New(), uuid.New()} {
+		if _, err := e.store.Append(ctx, eventstore.AppendRequest{StreamType: events.StreamOrder, StreamID: id, Events: late}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var tr rebuild.Tracker
+	res, err := rebuilder.New(e.store, e.pool, quiet()).Rebuild(ctx, &tr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := e.assertModel(t)
+	if res.Orders != int64(len(rows.Orders)) {
+		t.Errorf("the result counts %d order rows, the table has %d", res.Orders, len(rows.Orders))
+	}
+	paidAfterCancel := 0
+	for _, r := range rows.Orders {
+		if r.Items[0].SKU == "LATE-1" && r.Version == 3 {
+			paidAfterCancel++
+		}
+	}
+	if paidAfterCancel != 2 {
+		t.Errorf("%d rows of the orders changed after their final event are at version 3, want 2", paidAfterCancel)
+	}
+}

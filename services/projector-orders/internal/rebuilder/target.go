@@ -113,7 +113,7 @@ func (t *target) Swap(ctx context.Context) error {
 	if err := t.fill.flush(ctx); err != nil {
 		return err
 	}
-	t.res.Events, t.res.Position, t.res.Activity = t.fill.events, t.fill.position, t.fill.activity
+	t.res.Events, t.res.Position, t.res.Activity = t.fill.events, t.fill.position, t.fill.activity.rows
 	if err := t.complete(ctx); err != nil {
 		return err
 	}
@@ -180,23 +180,28 @@ func (t *target) swapTx(ctx context.Context) error {
 	})
 }
 
-// complete writes the final order and account rows, builds the indexes
-// still missing and computes statistics, so that the first queries on the
-// new tables are planned as well as on the old ones. Each table is done on
-// its own connection, in parallel.
+// complete writes the order rows the fill did not and the account rows,
+// builds the indexes still missing and computes statistics, so that the
+// first queries on the new tables are planned as well as on the old ones.
+// Each table is done on its own connection, in parallel.
 func (t *target) complete(ctx context.Context) error {
-	orders, accounts := t.fill.finalRows()
-	t.res.Orders, t.res.Accounts = int64(len(orders)), int64(len(accounts))
+	orders, rewrite, accounts := t.fill.finalRows()
+	t.res.Orders = t.fill.orders.rows - int64(len(rewrite)) + int64(len(orders))
+	t.res.Accounts = int64(len(accounts))
 	write := map[string]func(context.Context) error{
 		"orders_view": func(ctx context.Context) error {
+			if len(rewrite) > 0 { // rows written early, changed since
+				if _, err := t.r.pool.Exec(ctx, "DELETE FROM "+quote(rebuildName("orders_view"))+" WHERE order_id = ANY($1)", rewrite); err != nil {
+					return fmt.Errorf("replace %d early order rows: %w", len(rewrite), err)
+				}
+			}
 			return copyRows(ctx, t.r.pool, rebuildName("orders_view"), orderColumns, len(orders), func(rows *pgcopy.Rows, i int) error {
 				return appendOrder(rows, orders[i])
 			})
 		},
 		"accounts_balance": func(ctx context.Context) error {
 			return copyRows(ctx, t.r.pool, rebuildName("accounts_balance"), accountColumns, len(accounts), func(rows *pgcopy.Rows, i int) error {
-				appendAccount(rows, accounts[i])
-				return nil
+				return appendAccount(rows, accounts[i])
 			})
 		},
 	}

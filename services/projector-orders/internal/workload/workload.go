@@ -108,7 +108,7 @@ func (s *stream) finished() bool {
 	if s.account {
 		return s.acct.Status == account.StatusClosed
 	}
-	return s.ord.Status == order.StatusShipped || s.ord.Status == order.StatusCancelled
+	return s.ord.Status.Final()
 }
 
 // decide runs one command against s; ok is false when the domain refused
