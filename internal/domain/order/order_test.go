@@ -488,3 +488,13 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("cancel after shipping: %v", err)
 	}
 }
+
+func TestStatusFinal(t *testing.T) {
+	for status, want := range map[order.Status]bool{
+		order.StatusPlaced: false, order.StatusPaid: false, order.StatusShipped: true, order.StatusCancelled: true, "": false,
+	} {
+		if got := status.Final(); got != want {
+			t.Errorf("%q.Final() = %v, want %v", status, got, want)
+		}
+	}
+}
