@@ -10,9 +10,10 @@
 //     tables: they become the live ones).
 //   - Fill folds the store, in commit-safe order, in memory with the
 //     model's own fold (ordersmodel.Folder, the Account and Order
-//     aggregates' Evolve) and COPYs the account_activity rows as they come.
-//   - Swap first COPYs the final order and account rows from memory and
-//     builds their indexes (after the data: cheaper than maintaining them
+//     aggregates' Evolve) and COPYs the account_activity rows as they come,
+//     and an order's row once the order is final (see fill).
+//   - Swap first COPYs the other order rows and the account rows from
+//     memory and builds their indexes (after the data: cheaper than maintaining them
 //     row by row), then, in one transaction, locks the live tables, renames
 //     them (and their indexes) away and the fresh ones into their names, and
 //     moves the "orders" checkpoint forward; the replaced tables are dropped

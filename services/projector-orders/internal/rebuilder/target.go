@@ -35,8 +35,9 @@ type target struct {
 // measurable, whereas building it after the fill would add a second or so
 // per million events to the swap's wait, in a transaction that holds back
 // every commit-safe reader of the store (the outbox relay) while it runs.
-// orders_view and accounts_balance are written in one go before the swap;
-// their indexes are built after that (cheaper than row by row, and short).
+// orders_view (partly during the fill, the rest before the swap) and
+// accounts_balance (before the swap) get their indexes after the data:
+// cheaper than row by row, and short.
 var indexedBeforeFill = map[string]bool{"account_activity": true}
 
 // Prepare drops what an aborted rebuild left, creates the fresh tables
