@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	json "github.com/goccy/go-json"
 	"github.com/google/uuid"
 
 	"github.com/escqrs/platform/internal/domain/account"
@@ -59,6 +60,25 @@ type ActivityRow struct {
 	BalanceAfterCents int64
 	Description       string
 	RecordedAt        time.Time
+}
+
+// JSONColumns encodes the row's jsonb columns as orders_view stores them:
+// the items as a JSON array, never null (the column is NOT NULL), and the
+// shipping address, nil when the order has none (the column is NULL).
+func (r OrderRow) JSONColumns() (items, address []byte, err error) {
+	list := r.Items
+	if list == nil {
+		list = []events.LineItem{}
+	}
+	if items, err = json.Marshal(list); err != nil {
+		return nil, nil, fmt.Errorf("encode items of order %s: %w", r.OrderID, err)
+	}
+	if r.ShippingAddress != nil {
+		if address, err = json.Marshal(r.ShippingAddress); err != nil {
+			return nil, nil, fmt.Errorf("encode address of order %s: %w", r.OrderID, err)
+		}
+	}
+	return items, address, nil
 }
 
 // Checkpoint is the projection_checkpoints row of this projection.

@@ -1,15 +1,11 @@
 package ordersmodel
 
 import (
-	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
-
-	"github.com/escqrs/platform/pkg/events"
 )
 
 // orderCols holds orders_view rows column by column, the shape unnest takes.
@@ -23,20 +19,12 @@ type orderCols struct {
 }
 
 func (c *orderCols) add(r OrderRow, prev int64) error {
-	items := r.Items
-	if items == nil {
-		items = []events.LineItem{}
-	}
-	ib, err := json.Marshal(items)
+	ib, ab, err := r.JSONColumns()
 	if err != nil {
-		return fmt.Errorf("encode items of order %s: %w", r.OrderID, err)
+		return err
 	}
 	var addr *string
-	if r.ShippingAddress != nil {
-		ab, err := json.Marshal(r.ShippingAddress)
-		if err != nil {
-			return fmt.Errorf("encode address of order %s: %w", r.OrderID, err)
-		}
+	if ab != nil {
 		s := string(ab)
 		addr = &s
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	json "github.com/goccy/go-json"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -258,16 +257,11 @@ func appendAccount(rows *pgcopy.Rows, r ordersmodel.AccountRow) error {
 	return nil
 }
 
-// appendOrder encodes the JSON columns as the live model does (items as a
-// JSON array, never null; the address null when absent).
+// appendOrder encodes the JSON columns as the live model does.
 func appendOrder(rows *pgcopy.Rows, r ordersmodel.OrderRow) error {
-	items := r.Items
-	if items == nil {
-		items = []events.LineItem{}
-	}
-	ib, err := json.Marshal(items)
+	ib, ab, err := r.JSONColumns()
 	if err != nil {
-		return fmt.Errorf("encode items of order %s: %w", r.OrderID, err)
+		return err
 	}
 	rows.Row(len(orderColumns))
 	rows.UUID(r.OrderID)
@@ -277,13 +271,9 @@ func appendOrder(rows *pgcopy.Rows, r ordersmodel.OrderRow) error {
 	rows.Int64(r.TaxCents)
 	rows.Int64(r.TotalCents)
 	rows.Text(r.Currency)
-	if r.ShippingAddress == nil {
+	if ab == nil {
 		rows.Null()
 	} else {
-		ab, err := json.Marshal(r.ShippingAddress)
-		if err != nil {
-			return fmt.Errorf("encode address of order %s: %w", r.OrderID, err)
-		}
 		rows.JSONB(ab)
 	}
 	rows.Int64(r.Version)
