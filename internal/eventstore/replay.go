@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/escqrs/platform/pkg/events"
 )
@@ -51,7 +52,9 @@ func (s *Store) ScanStream(ctx context.Context, streamID uuid.UUID, rng StreamRa
 // Metadata that projections never read. Rebuilds read the whole store
 // through it.
 func (s *Store) ReadAllForProjection(ctx context.Context, after Cursor, limit int) ([]events.Envelope, Cursor, error) {
-	return s.readAll(ctx, leanColumns, after, limit)
+	// A rebuild's reads come back full: room for limit envelopes at once
+	// spares growing the slice through every size up to it.
+	return s.readAll(ctx, leanColumns, after, limit, limit)
 }
 
 // The columns foldRows reads: the lean row, and the full one that adds
@@ -62,8 +65,8 @@ const (
 )
 
 // readAll is ReadAll and ReadAllForProjection: columns is leanColumns or
-// fullColumns.
-func (s *Store) readAll(ctx context.Context, columns string, after Cursor, limit int) ([]events.Envelope, Cursor, error) {
+// fullColumns; capacity is the room the result starts with.
+func (s *Store) readAll(ctx context.Context, columns string, after Cursor, limit, capacity int) ([]events.Envelope, Cursor, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// ORDER BY names the table's columns: a bare name that an output column
@@ -76,9 +79,7 @@ func (s *Store) readAll(ctx context.Context, columns string, after Cursor, limit
 	if err != nil {
 		return nil, after, fmt.Errorf("read all after %+v: %w", after, err)
 	}
-	// Not limit: the relay asks for hundreds and mostly gets a few, and a
-	// slice of limit envelopes is allocated and cleared on every call.
-	out := make([]events.Envelope, 0, min(limit, 64))
+	out := make([]events.Envelope, 0, capacity)
 	last, err := s.foldRows(ctx, cancel, rows, func(e events.Envelope) error {
 		out = append(out, e)
 		return nil
@@ -112,7 +113,7 @@ func (s *Store) foldRows(ctx context.Context, cancel context.CancelFunc, rows pg
 		defer close(chunks)
 		defer close(work)
 		var rr *rowReader // from the first row: a failed query has no columns
-		c := newReplayChunk()
+		c := getReplayChunk()
 		flush := func() bool {
 			select {
 			case chunks <- c:
@@ -120,7 +121,7 @@ func (s *Store) foldRows(ctx context.Context, cancel context.CancelFunc, rows pg
 				return false
 			}
 			work <- c
-			c = newReplayChunk()
+			c = getReplayChunk()
 			return true
 		}
 		for rows.Next() {
@@ -145,6 +146,10 @@ func (s *Store) foldRows(ctx context.Context, cancel context.CancelFunc, rows pg
 	var (
 		last     Cursor
 		applyErr error
+		// The schema version of the last event type seen (payloads are
+		// decoded into the current version): rows come in runs of a type.
+		lastType      string
+		schemaVersion int
 	)
 	for c := range chunks {
 		<-c.done
@@ -157,10 +162,13 @@ func (s *Store) foldRows(ctx context.Context, cancel context.CancelFunc, rows pg
 			continue
 		}
 		for i, r := range c.rows {
+			if r.typ != lastType || schemaVersion == 0 {
+				lastType, schemaVersion = r.typ, s.registry.CurrentVersion(r.typ)
+			}
 			e := events.Envelope{EventID: r.eventID, StreamType: events.StreamType(r.streamType), StreamID: r.streamID,
-				Version: r.version, Position: r.position, Type: r.typ, SchemaVersion: s.registry.CurrentVersion(r.typ),
+				Version: r.version, Position: r.position, Type: r.typ, SchemaVersion: schemaVersion,
 				OccurredAt: r.occurredAt, RecordedAt: r.recordedAt, Data: c.payloads[i]}
-			if c.metadata != nil {
+			if len(c.metadata) > 0 {
 				e.Metadata = c.metadata[i]
 			}
 			if err := fn(e); err != nil {
@@ -170,6 +178,7 @@ func (s *Store) foldRows(ctx context.Context, cancel context.CancelFunc, rows pg
 			}
 			last = Cursor{TransactionID: r.txid, Position: r.position}
 		}
+		putReplayChunk(c)
 	}
 	wg.Wait()
 	if err := <-scanErr; err != nil && applyErr == nil {
@@ -206,8 +215,35 @@ type replayChunk struct {
 	done     chan struct{}
 }
 
-func newReplayChunk() *replayChunk {
-	return &replayChunk{rows: make([]replayRow, 0, replayChunkSize), done: make(chan struct{})}
+// replayChunks recycles chunks: a rebuild reads millions of rows, and
+// allocating each chunk's rows and arena anew made the garbage collector
+// a good part of its CPU time. The envelopes fn receives share nothing
+// with a chunk (payloads are decoded into values of their own, strings of
+// the row are interned), so a chunk is free again once fn has seen its rows.
+var replayChunks = sync.Pool{New: func() any {
+	return &replayChunk{rows: make([]replayRow, 0, replayChunkSize), arena: make([]byte, 0, replayChunkSize*64)}
+}}
+
+func getReplayChunk() *replayChunk {
+	c := replayChunks.Get().(*replayChunk)
+	c.done = make(chan struct{})
+	return c
+}
+
+func putReplayChunk(c *replayChunk) {
+	clear(c.payloads) // drop the references to the payloads handed out
+	clear(c.metadata)
+	c.rows, c.arena, c.payloads, c.metadata = c.rows[:0], c.arena[:0], c.payloads[:0], c.metadata[:0]
+	c.err, c.done = nil, nil
+	replayChunks.Put(c)
+}
+
+// grow returns s with length n, reusing its array when it is large enough.
+func grow[T any](s []T, n int) []T {
+	if cap(s) >= n {
+		return s[:n]
+	}
+	return make([]T, n)
 }
 
 // rowReader reads the rows of one foldRows query.
@@ -215,7 +251,8 @@ type rowReader struct {
 	full  bool // fullColumns: event_id, metadata and occurred_at follow
 	raw   bool // the columns can be read from their raw bytes
 	jsonb [2]bool
-	names interner
+	// One interner per column: each then mostly sees the name it saw last.
+	streamTypes, eventTypes interner
 }
 
 // newRowReader looks at the query's columns once. The numeric, uuid and
@@ -229,15 +266,21 @@ func newRowReader(fields []pgconn.FieldDescription) *rowReader {
 	binaryCols := []int{1, 3, 4, 6, 8}
 	if rr.full {
 		binaryCols = append(binaryCols, 9, 11)
-		rr.jsonb[1] = fields[10].Format == pgx.BinaryFormatCode
+		rr.jsonb[1] = binaryJSONB(fields[10])
 	}
-	rr.jsonb[0] = fields[7].Format == pgx.BinaryFormatCode
+	rr.jsonb[0] = binaryJSONB(fields[7])
 	for _, i := range binaryCols {
 		if fields[i].Format != pgx.BinaryFormatCode {
 			rr.raw = false
 		}
 	}
 	return rr
+}
+
+// binaryJSONB reports whether a column arrives as binary jsonb (a version
+// byte, then the text); json's binary format is its text.
+func binaryJSONB(f pgconn.FieldDescription) bool {
+	return f.Format == pgx.BinaryFormatCode && f.DataTypeOID == pgtype.JSONBOID
 }
 
 // add reads the current row into c.
@@ -254,16 +297,13 @@ func (rr *rowReader) add(c *replayChunk, rows pgx.Rows) error {
 		rr.full && (len(vals[9]) != 16 || len(vals[11]) != 8) {
 		return fmt.Errorf("event row: unexpected binary column sizes")
 	}
-	if c.arena == nil {
-		c.arena = make([]byte, 0, replayChunkSize*64)
-	}
 	r := replayRow{
 		txid:          txid,
 		position:      int64(binary.BigEndian.Uint64(vals[1])),
-		streamType:    rr.names.of(vals[2]),
+		streamType:    rr.streamTypes.of(vals[2]),
 		streamID:      uuid.UUID(vals[3]),
 		version:       int64(binary.BigEndian.Uint64(vals[4])),
-		typ:           rr.names.of(vals[5]),
+		typ:           rr.eventTypes.of(vals[5]),
 		schemaVersion: int(int32(binary.BigEndian.Uint32(vals[6]))),
 		recordedAt:    timestamptz(vals[8]),
 	}
@@ -338,7 +378,7 @@ func readXID8(format int16, b []byte) (uint64, error) {
 
 func (c *replayChunk) decode(registry *events.Registry) {
 	defer close(c.done)
-	c.payloads = make([]events.Payload, len(c.rows))
+	c.payloads = grow(c.payloads, len(c.rows))
 	for i, r := range c.rows {
 		p, err := registry.Decode(r.typ, r.schemaVersion, r.data)
 		if err != nil {
@@ -349,8 +389,8 @@ func (c *replayChunk) decode(registry *events.Registry) {
 		if r.metadata == nil {
 			continue
 		}
-		if c.metadata == nil {
-			c.metadata = make([]events.Metadata, len(c.rows))
+		if len(c.metadata) == 0 {
+			c.metadata = grow(c.metadata, len(c.rows))
 		}
 		if len(r.metadata) <= 2 { // "{}": nothing to decode
 			continue
@@ -363,17 +403,26 @@ func (c *replayChunk) decode(registry *events.Registry) {
 }
 
 // interner returns one shared string per distinct event type or stream
-// type name: a stream has a handful of them and millions of rows.
-type interner map[string]string
+// type name: a stream has a handful of them and millions of rows, mostly
+// in runs of the same name, which a comparison with the last one finds
+// without hashing.
+type interner struct {
+	last  string
+	names map[string]string
+}
 
 func (in *interner) of(b []byte) string {
-	if s, ok := (*in)[string(b)]; ok {
-		return s
+	if string(b) == in.last && in.names != nil {
+		return in.last
 	}
-	if *in == nil {
-		*in = interner{}
+	s, ok := in.names[string(b)]
+	if !ok {
+		if in.names == nil {
+			in.names = map[string]string{}
+		}
+		s = string(b)
+		in.names[s] = s
 	}
-	s := string(b)
-	(*in)[s] = s
+	in.last = s
 	return s
 }

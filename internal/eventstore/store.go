@@ -289,7 +289,9 @@ type Cursor struct {
 // transaction that might precede it has ended, so a reader that resumes from
 // the returned cursor never misses an event that committed late.
 func (s *Store) ReadAll(ctx context.Context, after Cursor, limit int) ([]events.Envelope, Cursor, error) {
-	return s.readAll(ctx, fullColumns, after, limit)
+	// Not limit: the relay asks for hundreds and mostly gets a few, and a
+	// slice of limit envelopes would be allocated and cleared on every call.
+	return s.readAll(ctx, fullColumns, after, limit, min(limit, 64))
 }
 
 // HeadPosition is the highest position stored (0 when empty).

@@ -31,6 +31,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -211,16 +212,28 @@ type positionFilter struct {
 }
 
 func (f positionFilter) HandleBatch(ctx context.Context, batch []events.Envelope) error {
-	kept := batch[:0:0]
-	for _, e := range batch {
-		if e.Position > f.from {
-			kept = append(kept, e)
-		}
-	}
+	kept := filter(batch, func(e events.Envelope) bool { return e.Position > f.from })
 	if len(kept) == 0 {
 		return nil
 	}
 	return f.next.HandleBatch(ctx, kept)
+}
+
+// filter returns the events of batch that keep accepts: batch itself when
+// it accepts them all (a rebuild reads millions of events, mostly all
+// wanted, and copying every batch showed in its profile), else a copy.
+func filter(batch []events.Envelope, keep func(events.Envelope) bool) []events.Envelope {
+	first := slices.IndexFunc(batch, func(e events.Envelope) bool { return !keep(e) })
+	if first < 0 {
+		return batch
+	}
+	kept := slices.Clone(batch[:first])
+	for _, e := range batch[first+1:] {
+		if keep(e) {
+			kept = append(kept, e)
+		}
+	}
+	return kept
 }
 
 // barrierPoll is how often drain looks again while committed events may be
@@ -271,12 +284,7 @@ func drain(ctx context.Context, store Store, cursor eventstore.Cursor, sink Sink
 		}
 		kept := batch
 		if len(wanted) > 0 {
-			kept = make([]events.Envelope, 0, len(batch))
-			for _, e := range batch {
-				if wanted[e.StreamType] {
-					kept = append(kept, e)
-				}
-			}
+			kept = filter(batch, func(e events.Envelope) bool { return wanted[e.StreamType] })
 		}
 		if len(kept) > 0 {
 			if err := sink.HandleBatch(ctx, kept); err != nil {

@@ -95,7 +95,7 @@ func TestUpcastOrderPlacedV1(t *testing.T) {
 
 func TestCustomRegistryMissingUpcaster(t *testing.T) {
 	r := events.NewRegistry()
-	r.Register(events.OrderPlaced{}, 2)
+	events.Register[events.OrderPlaced](r, 2)
 	_, err := r.Decode(events.TypeOrderPlaced, 1, json.RawMessage(`{}`))
 	if !errors.Is(err, events.ErrNoUpcaster) {
 		t.Fatalf("err = %v, want ErrNoUpcaster", err)

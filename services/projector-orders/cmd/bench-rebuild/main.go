@@ -67,6 +67,7 @@ func run() error {
 	batch := flag.Int("batch", 5000, "events per read of the store")
 	verify := flag.Bool("verify", true, "compare the rebuilt tables with the fold of the whole store")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the rebuilds to this file")
+	memprofile := flag.String("memprofile", "", "write a profile of what the rebuilds allocate to this file")
 	verbose := flag.Bool("v", false, "log the rebuild's steps")
 	keep := flag.Bool("keep", false, "keep the database bench_rebuild afterwards")
 	flag.Parse()
@@ -190,6 +191,11 @@ func run() error {
 			copyIndexed, copyIndexesAfter = append(copyIndexed, r1), append(copyIndexesAfter, r2)
 		}
 	}
+	if *memprofile != "" {
+		if err := writeAllocs(*memprofile); err != nil {
+			return err
+		}
+	}
 	fmt.Printf("rows written: %d orders_view, %d accounts_balance, %d account_activity\n", res.Orders, res.Accounts, res.Activity)
 	fmt.Printf("\n%d runs; load average now %s\n", *runs, loadAverage())
 	best := slices.Max(totals)
@@ -249,6 +255,17 @@ func startProfile(path string, i int) (func(), error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// writeAllocs writes the allocation profile of the whole run (go tool
+// pprof -sample_index=alloc_space).
+func writeAllocs(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup("allocs").WriteTo(f, 0)
 }
 
 // measureRead drains the store into a sink that keeps nothing.
