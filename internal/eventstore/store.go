@@ -120,7 +120,7 @@ type AppendRequest struct {
 const insertEvents = `
 INSERT INTO events (event_id, stream_type, stream_id, version, type, schema_version, data, metadata, occurred_at)
 SELECT e.event_id, $1::text, $2::uuid, $3::bigint + e.ord, e.type, e.schema_version, e.data, e.metadata, e.occurred_at
-FROM unnest($4::uuid[], $5::text[], $6::int[], $7::jsonb[], $8::jsonb[], $9::timestamptz[])
+FROM unnest($4::uuid[], $5::text[], $6::int[], $7::json[], $8::json[], $9::timestamptz[])
      WITH ORDINALITY AS e(event_id, type, schema_version, data, metadata, occurred_at, ord)
 WHERE $3::bigint = 0 OR EXISTS (SELECT 1 FROM events WHERE stream_id = $2::uuid AND version = $3::bigint)
 ORDER BY e.ord
