@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/escqrs/platform/internal/pgarg"
 	"github.com/escqrs/platform/pkg/events"
 )
 
@@ -37,7 +38,7 @@ func (s *Store) ScanStream(ctx context.Context, streamID uuid.UUID, rng StreamRa
 	// The transaction id is not needed here: a constant keeps the row shape.
 	rows, err := s.pool.Query(ctx, `SELECT '0'::xid8, position, stream_type, stream_id, version, type, schema_version, data, recorded_at
 		FROM events WHERE stream_id = $1 AND version > $2 AND version <= $3 AND recorded_at <= $4 ORDER BY version`,
-		streamID, rng.After, until, at)
+		pgarg.UUID(streamID), rng.After, until, at)
 	if err != nil {
 		return fmt.Errorf("scan stream %s: %w", streamID, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/escqrs/platform/internal/pgarg"
 	"github.com/escqrs/platform/pkg/events"
 )
 
@@ -30,7 +31,7 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap Snapshot) error {
 		VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (stream_id, version) DO UPDATE SET schema_version = excluded.schema_version,
 			state = excluded.state, event_recorded_at = excluded.event_recorded_at, created_at = now()`,
-		snap.StreamID, string(snap.StreamType), snap.Version, snap.SchemaVersion, []byte(snap.State), snap.EventRecordedAt)
+		pgarg.UUID(snap.StreamID), string(snap.StreamType), snap.Version, snap.SchemaVersion, []byte(snap.State), snap.EventRecordedAt)
 	if err != nil {
 		return fmt.Errorf("save snapshot %s@%d: %w", snap.StreamID, snap.Version, err)
 	}
@@ -47,7 +48,7 @@ func (s *Store) LatestSnapshot(ctx context.Context, streamID uuid.UUID, maxVersi
 	var streamType string
 	err = s.pool.QueryRow(ctx, `SELECT stream_id, stream_type, version, schema_version, state, event_recorded_at
 		FROM snapshots WHERE stream_id = $1 AND version <= $2 AND event_recorded_at <= $3
-		ORDER BY version DESC LIMIT 1`, streamID, maxVersion, until).
+		ORDER BY version DESC LIMIT 1`, pgarg.UUID(streamID), maxVersion, until).
 		Scan(&snap.StreamID, &streamType, &snap.Version, &snap.SchemaVersion, &snap.State, &snap.EventRecordedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Snapshot{}, false, nil

@@ -26,9 +26,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/escqrs/platform/internal/pgarg"
 	"github.com/escqrs/platform/internal/pgmigrate"
 	"github.com/escqrs/platform/pkg/events"
 )
@@ -204,7 +206,7 @@ func (s *Store) prepare(req AppendRequest, now time.Time) ([]events.Envelope, []
 	n := len(req.Events)
 	var (
 		out      = make([]events.Envelope, n)
-		ids      = make([]uuid.UUID, n)
+		ids      = make([]pgtype.UUID, n)
 		types    = make([]string, n)
 		versions = make([]int32, n)
 		data     = make([][]byte, n)
@@ -234,13 +236,13 @@ func (s *Store) prepare(req AppendRequest, now time.Time) ([]events.Envelope, []
 		if meta[i], err = json.Marshal(ne.Metadata); err != nil {
 			return nil, nil, fmt.Errorf("marshal metadata: %w", err)
 		}
-		ids[i], types[i], versions[i], occurred[i] = ne.EventID, typ, int32(sv), ne.OccurredAt
+		ids[i], types[i], versions[i], occurred[i] = pgarg.UUID(ne.EventID), typ, int32(sv), ne.OccurredAt
 		out[i] = events.Envelope{
 			EventID: ne.EventID, StreamType: req.StreamType, StreamID: req.StreamID, Version: req.ExpectedVersion + int64(i) + 1,
 			Type: typ, SchemaVersion: sv, OccurredAt: ne.OccurredAt, Data: ne.Data, Metadata: ne.Metadata,
 		}
 	}
-	return out, []any{string(req.StreamType), req.StreamID, req.ExpectedVersion, ids, types, versions, data, meta, occurred}, nil
+	return out, []any{string(req.StreamType), pgarg.UUID(req.StreamID), req.ExpectedVersion, ids, types, versions, data, meta, occurred}, nil
 }
 
 // classify maps Postgres failures of an append to the store's sentinels.
@@ -263,7 +265,7 @@ func (s *Store) ReadStream(ctx context.Context, streamID uuid.UUID, afterVersion
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	rows, err := s.pool.Query(ctx, `SELECT `+fullColumns+` FROM events
-		WHERE stream_id = $1 AND version > $2 ORDER BY version LIMIT $3`, streamID, afterVersion, limit)
+		WHERE stream_id = $1 AND version > $2 ORDER BY version LIMIT $3`, pgarg.UUID(streamID), afterVersion, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read stream %s: %w", streamID, err)
 	}
@@ -351,7 +353,7 @@ func (s *Store) PastBarrier(ctx context.Context, barrier uint64) (bool, error) {
 // StreamVersion is the current version of a stream (0 when it does not exist).
 func (s *Store) StreamVersion(ctx context.Context, streamID uuid.UUID) (int64, error) {
 	var v int64
-	err := s.pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1`, streamID).Scan(&v)
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1`, pgarg.UUID(streamID)).Scan(&v)
 	if err != nil {
 		return 0, fmt.Errorf("stream version %s: %w", streamID, err)
 	}

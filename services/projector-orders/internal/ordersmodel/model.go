@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/escqrs/platform/internal/pgarg"
 	"github.com/escqrs/platform/internal/readmodel/ordersdb"
 	"github.com/escqrs/platform/pkg/events"
 )
@@ -72,7 +73,7 @@ func (m *Model) Versions(ctx context.Context, streamIDs []uuid.UUID) (map[uuid.U
 	}
 	ids := make([]pgtype.UUID, len(streamIDs))
 	for i, id := range streamIDs {
-		ids[i] = pgUUID(id)
+		ids[i] = pgarg.UUID(id)
 	}
 	rows, err := m.db.Query(ctx, versionsSQL, ids)
 	if err != nil {

@@ -3,9 +3,10 @@ package ordersmodel
 import (
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/escqrs/platform/internal/pgarg"
 )
 
 // orderCols holds orders_view rows column by column, the shape unnest takes.
@@ -28,8 +29,8 @@ func (c *orderCols) add(r OrderRow, prev int64) error {
 		s := string(ab)
 		addr = &s
 	}
-	c.ids = append(c.ids, pgUUID(r.OrderID))
-	c.customers = append(c.customers, pgUUID(r.CustomerID))
+	c.ids = append(c.ids, pgarg.UUID(r.OrderID))
+	c.customers = append(c.customers, pgarg.UUID(r.CustomerID))
 	c.statuses = append(c.statuses, r.Status)
 	c.items = append(c.items, string(ib))
 	c.tax = append(c.tax, r.TaxCents)
@@ -93,7 +94,7 @@ type accountCols struct {
 }
 
 func (c *accountCols) add(r AccountRow, prev int64) {
-	c.ids = append(c.ids, pgUUID(r.AccountID))
+	c.ids = append(c.ids, pgarg.UUID(r.AccountID))
 	c.owners = append(c.owners, r.Owner)
 	c.balances = append(c.balances, r.BalanceCents)
 	c.currencies = append(c.currencies, r.Currency)
@@ -148,7 +149,7 @@ type activityCols struct {
 }
 
 func (c *activityCols) add(r ActivityRow) {
-	c.ids = append(c.ids, pgUUID(r.AccountID))
+	c.ids = append(c.ids, pgarg.UUID(r.AccountID))
 	c.versions = append(c.versions, r.Version)
 	c.positions = append(c.positions, r.Position)
 	c.types = append(c.types, r.Type)
@@ -195,8 +196,3 @@ ON CONFLICT (projection) DO UPDATE SET
 	position = GREATEST(projection_checkpoints.position, EXCLUDED.position),
 	events_applied = projection_checkpoints.events_applied + EXCLUDED.events_applied,
 	updated_at = EXCLUDED.updated_at`
-
-// pgUUID is id in the form pgx encodes without reflection: a uuid.UUID
-// array parameter goes through driver.Valuer and string parsing per
-// element, which cost more than the rest of a batch.
-func pgUUID(id uuid.UUID) pgtype.UUID { return pgtype.UUID{Bytes: id, Valid: true} }
