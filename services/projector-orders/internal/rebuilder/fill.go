@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -47,12 +48,18 @@ type fill struct {
 	position int64 // highest position folded
 }
 
-// startFill starts the writers, each on its own connection from pool.
+// activityConns is how many connections write account_activity during the
+// fill. It has most of the rows, and its writer lagged behind the reading
+// of the store; with two, the wait for it at the end of the fill went from
+// 150-230 ms to 90-120 ms for 200,000 events (bench-rebuild -v).
+const activityConns = 2
+
+// startFill starts the writers on connections of their own from pool.
 func startFill(ctx context.Context, pool *pgxpool.Pool) *fill {
 	return &fill{
 		folder:   ordersmodel.NewFolder(),
-		activity: startWriter(ctx, pool, rebuildName("account_activity"), activityColumns, appendActivity),
-		orders:   startWriter(ctx, pool, rebuildName("orders_view"), orderColumns, appendOrder),
+		activity: startWriter(ctx, pool, rebuildName("account_activity"), activityColumns, activityConns, appendActivity),
+		orders:   startWriter(ctx, pool, rebuildName("orders_view"), orderColumns, 1, appendOrder),
 		written:  map[uuid.UUID]bool{},
 	}
 }
@@ -118,31 +125,41 @@ func (f *fill) finalRows() (orders []ordersmodel.OrderRow, rewrite []uuid.UUID, 
 	return orders, rewrite, accounts
 }
 
-// writer COPYs rows into one table in chunks of copyChunk, from a goroutine
-// of its own, as they are added.
+// writer COPYs rows into one table in chunks of copyChunk, as they are
+// added, from goroutines of its own, each on its own connection.
 type writer[T any] struct {
 	pending []T
 	chunks  chan []T
-	done    chan struct{} // closed when the goroutine has returned
-	err     error         // the goroutine's, set before done closes
+	done    chan struct{} // closed when the goroutines have returned
+	err     error         // the first goroutine error, set before done closes
 	stop    context.CancelFunc
 	closed  bool
-	rows    int64 // rows handed to the goroutine
+	rows    int64 // rows handed to the goroutines
 }
 
-func startWriter[T any](ctx context.Context, pool *pgxpool.Pool, table string, columns []string, appendRow func(*pgcopy.Rows, T) error) *writer[T] {
+func startWriter[T any](ctx context.Context, pool *pgxpool.Pool, table string, columns []string, conns int, appendRow func(*pgcopy.Rows, T) error) *writer[T] {
 	ctx, stop := context.WithCancel(ctx)
 	w := &writer[T]{chunks: make(chan []T, 2), done: make(chan struct{}), stop: stop}
-	go func() {
-		defer close(w.done)
-		for chunk := range w.chunks {
-			if err := copyRows(ctx, pool, table, columns, len(chunk), func(rows *pgcopy.Rows, i int) error {
-				return appendRow(rows, chunk[i])
-			}); err != nil {
-				w.err = err // the sender sees done closed
-				return
+	var (
+		wg   sync.WaitGroup
+		once sync.Once
+	)
+	for range conns {
+		wg.Go(func() {
+			for chunk := range w.chunks {
+				if err := copyRows(ctx, pool, table, columns, len(chunk), func(rows *pgcopy.Rows, i int) error {
+					return appendRow(rows, chunk[i])
+				}); err != nil {
+					once.Do(func() { w.err = err })
+					stop() // the other connections stop too
+					return
+				}
 			}
-		}
+		})
+	}
+	go func() {
+		wg.Wait()
+		close(w.done) // the sender sees it closed
 	}()
 	return w
 }

@@ -91,7 +91,7 @@ func WithBatchSize(n int) Option { return func(r *Rebuilder) { r.batchSize = n }
 // OpenPool opens the connection pool a Rebuilder should write through in a
 // projector process: a pool of its own, so that a rebuild's COPYs, index
 // builds and reads never take the connections the live consumer applies
-// with. A rebuild uses at most four connections at once.
+// with. A rebuild uses at most five connections at once.
 func OpenPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {

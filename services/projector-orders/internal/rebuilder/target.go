@@ -114,6 +114,7 @@ func (t *target) Swap(ctx context.Context) error {
 	if err := t.fill.flush(ctx); err != nil {
 		return err
 	}
+	log.Info("rebuild: rows of the fill written", "wait", time.Since(start).String())
 	t.res.Events, t.res.Position, t.res.Activity = t.fill.events, t.fill.position, t.fill.activity.rows
 	if err := t.complete(ctx); err != nil {
 		return err
