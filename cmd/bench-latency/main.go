@@ -21,7 +21,7 @@
 // load, untimed, for that long first, then waits until every projection
 // has caught up before the measured run starts.
 //
-// Usage: go run ./cmd/bench-latency [-rate 500] [-duration 60s] [-sample 0.02] [-warmup 0]
+// Usage: go run ./cmd/bench-latency [-rate 500] [-duration 60s] [-sample 0.02] [-warmup 0] [-timeline 5s]
 package main
 
 import (
@@ -53,6 +53,7 @@ func main() {
 	timeout := flag.Duration("timeout", 10*time.Second, "give up on a sample after this long")
 	warmup := flag.Duration("warmup", 0, "first send the same load untimed for this long (see the package comment)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this load generator to this file")
+	timeline := flag.Duration("timeline", 0, "also print the slowest sample of each model per window of this length (e.g. 5s): is the tail spread out or in bursts?")
 	flag.Parse()
 	if *rate < 1 || *sample <= 0 || *sample > 1 || *duration <= 0 || *warmup < 0 {
 		fmt.Fprintln(os.Stderr, "bench-latency: -rate must be positive, -sample in (0, 1], -duration positive, -warmup not negative")
@@ -78,6 +79,7 @@ func main() {
 			os.Exit(1)
 		}
 	}
+	b.window = *timeline
 	if err := b.run(*rate, *duration, *sample); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-latency:", err)
 		os.Exit(1)
@@ -90,8 +92,12 @@ type bench struct {
 	client               *http.Client
 	probe                string // the SKU of sampled orders
 
+	window time.Duration // -timeline
+	start  time.Time     // of the measured run
+
 	mu       sync.Mutex
 	observed [3][]time.Duration // orders_view, stats, search
+	ackedAt  [3][]time.Duration // since start, for each observed
 	timeouts [3]int
 }
 
@@ -114,6 +120,7 @@ func (b *bench) run(rate int, duration time.Duration, sample float64) error {
 	go func() { search.run(ctx, sendingDone); close(watchDone) }()
 
 	fmt.Printf("sending %d POST /v1/orders per second for %s, timing 1 in %d...\n", rate, duration, every)
+	b.start = time.Now()
 	sent, failed, sending := b.send(rate, duration, func(n int64) error {
 		timed := n%every == 0
 		customer := uuid.NewString()
@@ -139,8 +146,8 @@ func (b *bench) run(rate int, duration time.Duration, sample float64) error {
 	fmt.Printf("sent %d commands in %s (%d failed), timed %d\n\n", sent, sending.Round(time.Millisecond), failed, sent/every)
 	fmt.Printf("%-26s %8s %8s %8s %8s %8s %8s\n", "201 -> visible in", "samples", "p50", "p95", "p99", "max", "timeouts")
 	for i, name := range modelNames {
-		l := b.observed[i]
-		slices.Sort(l)
+		l := slices.Sorted(slices.Values(b.observed[i])) // a copy: the timeline needs the order
+
 		q := func(p float64) string {
 			if len(l) == 0 {
 				return "-"
@@ -148,6 +155,9 @@ func (b *bench) run(rate int, duration time.Duration, sample float64) error {
 			return l[min(len(l)-1, int(p*float64(len(l))))].Round(100 * time.Microsecond).String()
 		}
 		fmt.Printf("%-26s %8d %8s %8s %8s %8s %8d\n", name, len(l), q(0.50), q(0.95), q(0.99), q(1), b.timeouts[i])
+	}
+	if b.window > 0 {
+		b.printTimeline()
 	}
 	fmt.Printf("\nResolution: Postgres and Redis samples are polled every %s (every tenth of the wait once longer),\n", pollEvery)
 	fmt.Printf("search every %s for all samples at once; figures are upper bounds within that.\n", searchEvery)
@@ -259,7 +269,7 @@ func (b *bench) poll(ctx context.Context, model int, acked time.Time, path strin
 	defer cancel()
 	for {
 		if code, _, err := b.get(ctx, path); err == nil && code == http.StatusOK {
-			b.record(model, time.Since(acked))
+			b.record(model, acked, time.Since(acked))
 			return
 		}
 		select {
@@ -273,10 +283,39 @@ func (b *bench) poll(ctx context.Context, model int, acked time.Time, path strin
 	}
 }
 
-func (b *bench) record(model int, d time.Duration) {
+func (b *bench) record(model int, acked time.Time, d time.Duration) {
 	b.mu.Lock()
 	b.observed[model] = append(b.observed[model], d)
+	b.ackedAt[model] = append(b.ackedAt[model], acked.Sub(b.start))
 	b.mu.Unlock()
+}
+
+// printTimeline prints, per window of the run (by when the 201 came), the
+// slowest sample of each model.
+func (b *bench) printTimeline() {
+	fmt.Printf("\nslowest sample per %s window (by the time of the 201):\n", b.window)
+	fmt.Printf("%8s", "window")
+	for _, name := range modelNames {
+		fmt.Printf(" %24s", name)
+	}
+	fmt.Println()
+	var slowest [][3]time.Duration
+	for m := range modelNames {
+		for i, at := range b.ackedAt[m] {
+			w := int(at / b.window)
+			for len(slowest) <= w {
+				slowest = append(slowest, [3]time.Duration{})
+			}
+			slowest[w][m] = max(slowest[w][m], b.observed[m][i])
+		}
+	}
+	for w, row := range slowest {
+		fmt.Printf("%7ds", int((time.Duration(w) * b.window).Seconds()))
+		for _, d := range row {
+			fmt.Printf(" %24s", d.Round(time.Millisecond))
+		}
+		fmt.Println()
+	}
 }
 
 func (b *bench) get(ctx context.Context, path string) (int, []byte, error) {
@@ -352,7 +391,7 @@ func (w *searchWatch) run(ctx context.Context, sendingDone <-chan struct{}) {
 			w.mu.Lock()
 			if s, ok := w.pending[id]; ok {
 				delete(w.pending, id)
-				w.b.record(2, now.Sub(s.acked))
+				w.b.record(2, s.acked, now.Sub(s.acked))
 			}
 			w.mu.Unlock()
 		}
