@@ -428,7 +428,7 @@ type interner struct {
 }
 
 func (in *interner) of(b []byte) string {
-	if string(b) == in.last && in.names != nil {
+	if string(b) == in.last {
 		return in.last
 	}
 	s, ok := in.names[string(b)]
