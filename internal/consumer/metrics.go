@@ -30,7 +30,7 @@ func NewMetrics(reg prometheus.Registerer, group string) *Metrics {
 		retries: counter("projector_apply_retries_total", "Batch apply attempts that failed and were retried."),
 		applyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "projector_apply_latency_seconds",
 			Help: "From the event's recorded_at in the store to its effect committed in the read model.", ConstLabels: labels,
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
+			Buckets: []float64{.0025, .005, .01, .02, .03, .05, .075, .1, .15, .25, .5, 1, 2.5, 5, 10}}),
 		batchLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "projector_batch_duration_seconds",
 			Help: "Time to apply and commit one batch.", ConstLabels: labels,
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}}),

@@ -55,9 +55,7 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) newRelay(t *testing.T) *relay.Relay {
 	pool := testenv.NewPool(t, f.url)
-	w := kafkautil.NewWriter(testenv.KafkaBrokers())
-	t.Cleanup(func() { w.Close() })
-	return relay.New(pool, f.store, w, relay.Config{BatchSize: 100, PollInterval: 50 * time.Millisecond, LockRetry: 100 * time.Millisecond,
+	return relay.New(pool, f.store, kafkautil.NewProducer(testenv.KafkaBrokers()), relay.Config{BatchSize: 100, PollInterval: 50 * time.Millisecond, LockRetry: 100 * time.Millisecond,
 		Topic: func(st events.StreamType) string { return f.topics[st] }}, f.log, nil)
 }
 
@@ -248,7 +246,7 @@ func TestRelayLeaderElection(t *testing.T) {
 	stopA() // the leader dies: its lock connection closes
 	f.appendEvents(t, ids, 500)
 	c.waitFor(t, 1000, 30*time.Second)
-	// The counter moves after the checkpoint is saved, a moment after the
+	// The counter moves after Kafka acknowledges a batch, a moment after the
 	// consumer may already have seen the messages.
 	for deadline := time.Now().Add(10 * time.Second); b.Published() < 500 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
@@ -266,9 +264,7 @@ func TestWakeWithoutNotify(t *testing.T) {
 	c, stopConsumer := f.consume(t)
 	defer stopConsumer()
 	newRelay := func() *relay.Relay {
-		w := kafkautil.NewWriter(testenv.KafkaBrokers())
-		t.Cleanup(func() { w.Close() })
-		return relay.New(testenv.NewPool(t, f.url), f.store, w, relay.Config{BatchSize: 100, PollInterval: time.Hour,
+		return relay.New(testenv.NewPool(t, f.url), f.store, kafkautil.NewProducer(testenv.KafkaBrokers()), relay.Config{BatchSize: 100, PollInterval: time.Hour,
 			LockRetry: 50 * time.Millisecond, Topic: func(st events.StreamType) string { return f.topics[st] }}, f.log, nil)
 	}
 	leader, standby := newRelay(), newRelay()
@@ -297,7 +293,7 @@ func TestWakeWithoutNotify(t *testing.T) {
 		}
 	}
 	c.waitFor(t, 50, time.Second)
-	// The counter moves after the checkpoint, a moment after the consumer may have seen the messages.
+	// The counter moves after Kafka acknowledges, a moment after the consumer may have seen the messages.
 	for deadline := time.Now().Add(5 * time.Second); leader.Published() < 50 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -68,8 +68,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s := &Server{cfg: cfg, log: log, pool: pool, health: health, notifier: notifier, registry: reg,
 		handler: httpapi.NewRouter(svc, log, httpapi.Config{}, health, reg)}
 	if cfg.RelayEnabled {
-		writer := kafkautil.NewWriter(cfg.KafkaBrokers)
-		s.relay = relay.New(pool, store, &topicEnsuringWriter{writer: writer, cfg: cfg}, relay.Config{BatchSize: cfg.RelayBatchSize,
+		s.relay = relay.New(pool, store, &topicEnsuringWriter{writer: kafkautil.NewProducer(cfg.KafkaBrokers), cfg: cfg}, relay.Config{BatchSize: cfg.RelayBatchSize,
 			Topic: func(st events.StreamType) string { return cfg.KafkaTopicPrefix + st.Topic() }}, log, reg)
 		notifier.WakeLocal(s.relay.Wake)
 	}
@@ -120,7 +119,7 @@ func (s *Server) Run(ctx context.Context) error {
 // Kafka is still down, and the topics exist with the configured partition
 // count before any event is written to them.
 type topicEnsuringWriter struct {
-	writer *kafka.Writer
+	writer relay.Publisher
 	cfg    config.Config
 	ready  bool
 }
