@@ -21,6 +21,12 @@
 // load, untimed, for that long first, then waits until every projection
 // has caught up before the measured run starts.
 //
+// It also prints where the time goes on the server side, for every event of
+// the run (not only the sampled ones): the relay's and each projector's
+// latency histograms (relay_publish_delay_seconds and
+// projector_apply_latency_seconds, both from the event's recorded_at), read
+// from the services' /metrics before and after the run.
+//
 // Usage: go run ./cmd/bench-latency [-rate 500] [-duration 60s] [-sample 0.02] [-warmup 0] [-timeline 5s]
 package main
 
@@ -53,6 +59,8 @@ func main() {
 	timeout := flag.Duration("timeout", 10*time.Second, "give up on a sample after this long")
 	warmup := flag.Duration("warmup", 0, "first send the same load untimed for this long (see the package comment)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this load generator to this file")
+	projectorMetrics := flag.String("projector-metrics", "http://127.0.0.1:9101/metrics,http://127.0.0.1:9102/metrics,http://127.0.0.1:9103/metrics",
+		"the /metrics of projector-orders, projector-stats and search-indexer, for the server-side breakdown (empty: none)")
 	timeline := flag.Duration("timeline", 0, "also print the slowest sample of each model per window of this length (e.g. 5s): is the tail spread out or in bursts?")
 	flag.Parse()
 	if *rate < 1 || *sample <= 0 || *sample > 1 || *duration <= 0 || *warmup < 0 {
@@ -80,6 +88,11 @@ func main() {
 		}
 	}
 	b.window = *timeline
+	var metricURLs []string
+	if *projectorMetrics != "" {
+		metricURLs = strings.Split(*projectorMetrics, ",")
+	}
+	b.stages = stages(*command, metricURLs)
 	if err := b.run(*rate, *duration, *sample); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-latency:", err)
 		os.Exit(1)
@@ -94,6 +107,7 @@ type bench struct {
 
 	window time.Duration // -timeline
 	start  time.Time     // of the measured run
+	stages []stage       // server-side histograms to report
 
 	mu       sync.Mutex
 	observed [3][]time.Duration // orders_view, stats, search
@@ -119,6 +133,7 @@ func (b *bench) run(rate int, duration time.Duration, sample float64) error {
 	sendingDone := make(chan struct{})
 	go func() { search.run(ctx, sendingDone); close(watchDone) }()
 
+	before := scrape(ctx, b.client, b.stages)
 	fmt.Printf("sending %d POST /v1/orders per second for %s, timing 1 in %d...\n", rate, duration, every)
 	b.start = time.Now()
 	sent, failed, sending := b.send(rate, duration, func(n int64) error {
@@ -158,6 +173,9 @@ func (b *bench) run(rate int, duration time.Duration, sample float64) error {
 	}
 	if b.window > 0 {
 		b.printTimeline()
+	}
+	if len(b.stages) > 0 {
+		printBreakdown(b.stages, before, scrape(ctx, b.client, b.stages))
 	}
 	fmt.Printf("\nResolution: Postgres and Redis samples are polled every %s (every tenth of the wait once longer),\n", pollEvery)
 	fmt.Printf("search every %s for all samples at once; figures are upper bounds within that.\n", searchEvery)
