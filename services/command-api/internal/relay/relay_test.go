@@ -301,3 +301,48 @@ func TestWakeWithoutNotify(t *testing.T) {
 		t.Fatalf("published leader=%d standby=%d, want 50 and 0", leader.Published(), standby.Published())
 	}
 }
+
+// The checkpoint is saved off the publishing path, yet after a graceful stop
+// it holds the last acknowledged batch (saved by then, or by the stop's own
+// flush): a successor starts right after it and publishes nothing twice.
+func TestStopSavesTheLastCheckpoint(t *testing.T) {
+	f := newFixture(t)
+	c, stopConsumer := f.consume(t)
+	defer stopConsumer()
+	ids := streams(5)
+	f.appendEvents(t, ids, 120)
+
+	first := f.newRelay(t)
+	stopFirst := start(first)
+	c.waitFor(t, 120, 30*time.Second)
+	for deadline := time.Now().Add(10 * time.Second); first.Published() < 120 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	stopFirst()
+	if first.Published() != 120 {
+		t.Fatalf("first relay published %d, want 120", first.Published())
+	}
+	pool := testenv.NewPool(t, f.url)
+	var saved, last int64
+	if err := pool.QueryRow(context.Background(), `SELECT position FROM checkpoints WHERE name = 'kafka-relay'`).Scan(&saved); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.QueryRow(context.Background(), `SELECT max(position) FROM events`).Scan(&last); err != nil {
+		t.Fatal(err)
+	}
+	if saved != last {
+		t.Fatalf("checkpoint at position %d after a graceful stop, want the last published event's %d", saved, last)
+	}
+
+	f.appendEvents(t, ids, 30)
+	second := f.newRelay(t)
+	defer start(second)()
+	c.waitFor(t, 150, 30*time.Second)
+	time.Sleep(200 * time.Millisecond) // a redelivery would arrive by now
+	c.mu.Lock()
+	messages := c.messages
+	c.mu.Unlock()
+	if messages != 150 {
+		t.Fatalf("%d messages for 150 events: the successor republished %d", messages, messages-150)
+	}
+}
