@@ -29,9 +29,10 @@ type Producer struct {
 	partitions map[string]topicPartitions
 }
 
-// topicPartitions is a topic's partition count as the cluster last reported it.
+// topicPartitions is a topic's partitions as the cluster last reported
+// them: 0..n-1, the list kafka.Writer hands its balancer.
 type topicPartitions struct {
-	count     int
+	ids       []int
 	fetchedAt time.Time
 }
 
@@ -58,15 +59,20 @@ type topicPartition struct {
 func (p *Producer) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
 	batches := map[topicPartition][]kafka.Message{}
 	var order []topicPartition
+	partitions := map[string][]int{} // of this call's topics, looked up once each
 	for _, m := range msgs {
 		if m.Topic == "" {
 			return errors.New("produce: message without a topic")
 		}
-		n, err := p.partitionCount(ctx, m.Topic)
-		if err != nil {
-			return err
+		ids, ok := partitions[m.Topic]
+		if !ok {
+			var err error
+			if ids, err = p.partitionIDs(ctx, m.Topic); err != nil {
+				return err
+			}
+			partitions[m.Topic] = ids
 		}
-		key := topicPartition{m.Topic, p.balancer.Balance(m, allPartitions(n)...)}
+		key := topicPartition{m.Topic, p.balancer.Balance(m, ids...)}
 		if _, ok := batches[key]; !ok {
 			order = append(order, key)
 		}
@@ -119,31 +125,34 @@ func (p *Producer) produce(ctx context.Context, key topicPartition, msgs []kafka
 	}
 }
 
-// partitionCount returns topic's partition count, from the cluster when
-// not known or older than partitionsTTL.
-func (p *Producer) partitionCount(ctx context.Context, topic string) (int, error) {
+// partitionIDs returns topic's partitions, from the cluster when not known
+// or older than partitionsTTL.
+func (p *Producer) partitionIDs(ctx context.Context, topic string) ([]int, error) {
 	p.mu.Lock()
 	tp, ok := p.partitions[topic]
 	p.mu.Unlock()
 	if ok && time.Since(tp.fetchedAt) < partitionsTTL {
-		return tp.count, nil
+		return tp.ids, nil
 	}
 	meta, err := p.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
-		return 0, fmt.Errorf("metadata of topic %s: %w", topic, err)
+		return nil, fmt.Errorf("metadata of topic %s: %w", topic, err)
 	}
 	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil || len(meta.Topics[0].Partitions) == 0 {
 		var cause error = kafka.UnknownTopicOrPartition
 		if len(meta.Topics) == 1 && meta.Topics[0].Error != nil {
 			cause = meta.Topics[0].Error
 		}
-		return 0, fmt.Errorf("metadata of topic %s: %w", topic, cause)
+		return nil, fmt.Errorf("metadata of topic %s: %w", topic, cause)
 	}
-	n := len(meta.Topics[0].Partitions)
+	ids := make([]int, len(meta.Topics[0].Partitions))
+	for i := range ids {
+		ids[i] = i
+	}
 	p.mu.Lock()
-	p.partitions[topic] = topicPartitions{count: n, fetchedAt: time.Now()}
+	p.partitions[topic] = topicPartitions{ids: ids, fetchedAt: time.Now()}
 	p.mu.Unlock()
-	return n, nil
+	return ids, nil
 }
 
 // records is msgs as a produce request's record set. Its keys and values
@@ -154,13 +163,4 @@ func records(msgs []kafka.Message) kafka.RecordReader {
 		recs[i] = kafka.Record{Time: m.Time, Key: kafka.NewBytes(m.Key), Value: kafka.NewBytes(m.Value), Headers: m.Headers}
 	}
 	return kafka.NewRecordReader(recs...)
-}
-
-// allPartitions is 0..n-1, the partition list kafka.Writer hands its balancer.
-func allPartitions(n int) []int {
-	out := make([]int, n)
-	for i := range out {
-		out[i] = i
-	}
-	return out
 }
