@@ -21,15 +21,26 @@ import (
 // without reading the row first.
 var errNotAtExpectedVersion = errors.New("a row is not at the version the batch continues")
 
+// sqlstateNotAtVersion is what readmodel_expect_rows (ordersdb migration
+// 0002) raises.
+const sqlstateNotAtVersion = "RM409"
+
+func isNotAtExpectedVersion(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == sqlstateNotAtVersion
+}
+
 // applyFast applies the batch on the assumption that every stream is stored
 // at the version just before its first event in the batch: new streams are
 // inserted whole (ON CONFLICT DO NOTHING), the others updated with a
 // version condition and with changes that need no read of the row (a status,
 // a balance delta), the activity rows written in the same statements, and
-// the checkpoint last; all in one pipelined round trip. Locks are taken in
+// the checkpoint last; all in one round trip, in the implicit transaction
+// of a pipeline. Locks are taken in
 // the same order as in applyLocked: inserts, then the rows to update, each
 // sorted by id, orders before accounts. A single row missing its condition
-// rolls everything back with errNotAtExpectedVersion.
+// makes the server roll everything back (RM409), and applyFast return
+// errNotAtExpectedVersion.
 func (m *Model) applyFast(ctx context.Context, orders, accounts []*stream) (Result, error) {
 	var (
 		res                  Result
@@ -81,20 +92,16 @@ func (m *Model) applyFast(ctx context.Context, orders, accounts []*stream) (Resu
 		res.count(s.evs)
 	}
 
+	// One round trip: the statements run in the implicit transaction of a
+	// pipeline, and each checked one aborts it from within the server when
+	// it changed fewer rows than expected (readmodel_expect_rows, SQLSTATE
+	// RM409): a client-side check would come after the commit.
 	b := &pgx.Batch{}
-	expect := func(n int) func(pgconn.CommandTag) error {
-		return func(ct pgconn.CommandTag) error {
-			if ct.RowsAffected() != int64(n) {
-				return errNotAtExpectedVersion
-			}
-			return nil
-		}
-	}
 	if nNewOrders > 0 {
-		b.Queue(insertOrdersSQL, newOrders.args()...).Exec(expect(nNewOrders))
+		b.Queue(insertOrdersCheckedSQL, append(newOrders.args(), nNewOrders)...)
 	}
 	if nNewAccts > 0 {
-		b.Queue(insertAccountsWithActivitySQL, append(newAccounts.args(), newActivity.args()...)...).Exec(expect(nNewAccts))
+		b.Queue(insertAccountsWithActivitySQL, append(append(newAccounts.args(), newActivity.args()...), nNewAccts)...)
 	}
 	// An UPDATE joined to unnest locks rows in whatever order its plan
 	// visits them (a hash join: physical order), so the rows are locked
@@ -106,14 +113,16 @@ func (m *Model) applyFast(ctx context.Context, orders, accounts []*stream) (Resu
 		b.Queue(lockAccountVersionsSQL, accountSteps.ids)
 	}
 	if nOrders > 0 {
-		b.Queue(stepOrdersSQL, orderSteps.args()...).Exec(expect(nOrders))
+		b.Queue(stepOrdersSQL, append(orderSteps.args(), nOrders)...)
 	}
 	if nAccounts > 0 {
-		b.Queue(stepAccountsSQL, append(accountSteps.args(), stepActivity.args()...)...).Exec(expect(nAccounts))
+		b.Queue(stepAccountsSQL, append(append(accountSteps.args(), stepActivity.args()...), nAccounts)...)
 	}
 	b.Queue(checkpointSQL, ordersdb.Projection, res.Position, res.Applied)
-	err := pgx.BeginFunc(ctx, m.db, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() })
-	if err != nil {
+	if err := m.db.SendBatch(ctx, b).Close(); err != nil {
+		if isNotAtExpectedVersion(err) {
+			return Result{}, errNotAtExpectedVersion
+		}
 		return Result{}, err
 	}
 	return res, nil
@@ -191,11 +200,22 @@ const (
 	lockAccountVersionsSQL = `SELECT 1 FROM accounts_balance WHERE account_id = ANY($1::uuid[]) ORDER BY account_id FOR NO KEY UPDATE`
 )
 
-const stepOrdersSQL = `UPDATE orders_view AS o SET
-	status = coalesce(u.status, o.status), version = u.version, last_position = u.last_position, updated_at = u.updated_at
-FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[], $6::bigint[])
-	AS u(order_id, status, version, last_position, updated_at, prev_version)
-WHERE o.order_id = u.order_id AND o.version = u.prev_version`
+// insertOrdersCheckedSQL inserts new orders and fails the batch unless
+// every one of them ($14) was new.
+const insertOrdersCheckedSQL = `WITH ins AS (` + insertOrdersSQL + `)
+SELECT readmodel_expect_rows(count(*), $14) FROM ins`
+
+// stepOrdersSQL updates continuing orders and fails the batch unless every
+// one of them ($7) was at the version before the batch.
+const stepOrdersSQL = `WITH upd AS (
+	UPDATE orders_view AS o SET
+		status = coalesce(u.status, o.status), version = u.version, last_position = u.last_position, updated_at = u.updated_at
+	FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[], $6::bigint[])
+		AS u(order_id, status, version, last_position, updated_at, prev_version)
+	WHERE o.order_id = u.order_id AND o.version = u.prev_version
+	RETURNING o.order_id
+)
+SELECT readmodel_expect_rows(count(*), $7) FROM upd`
 
 // accountStepCols holds the change of each continuing account: the sum of
 // its balance deltas, the status after the batch (NULL: unchanged), and the
@@ -260,7 +280,8 @@ func (c *activityStepCols) args() []any {
 }
 
 // stepAccountsSQL updates the balances and writes their activity rows in
-// one statement; it returns one row per account updated.
+// one statement, and fails the batch unless every account ($16) was at the
+// version before the batch.
 const stepAccountsSQL = `WITH upd AS (
 	UPDATE accounts_balance AS a SET
 		balance_cents = a.balance_cents + u.delta, status = coalesce(u.status, a.status),
@@ -277,10 +298,11 @@ const stepAccountsSQL = `WITH upd AS (
 	JOIN upd ON upd.account_id = x.account_id
 	` + activityConflict + `
 )
-SELECT account_id FROM upd`
+SELECT readmodel_expect_rows(count(*), $16) FROM upd`
 
 // insertAccountsWithActivitySQL inserts new accounts and, for those it did
-// insert, their activity rows; it returns one row per account inserted.
+// insert, their activity rows, and fails the batch unless every account
+// ($18) was new.
 const insertAccountsWithActivitySQL = `WITH ins AS (` + insertAccountsSQL + `
 ), act AS (
 	INSERT INTO account_activity (` + activityColumns + `)
@@ -289,4 +311,4 @@ const insertAccountsWithActivitySQL = `WITH ins AS (` + insertAccountsSQL + `
 	JOIN ins ON ins.account_id = x.account_id
 	` + activityConflict + `
 )
-SELECT account_id FROM ins`
+SELECT readmodel_expect_rows(count(*), $18) FROM ins`

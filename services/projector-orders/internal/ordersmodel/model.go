@@ -31,11 +31,12 @@ import (
 )
 
 // DB is what the model needs from Postgres; *pgxpool.Pool and *pgx.Conn
-// satisfy it (a rebuild can pass a connection whose search_path points at
-// fresh tables).
+// satisfy it. Not a pgx.Tx: the fast path relies on a batch's implicit
+// transaction, which a surrounding transaction would swallow.
 type DB interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // Model implements consumer.Model over the ordersdb tables. It is safe for
@@ -102,6 +103,32 @@ func (m *Model) Apply(ctx context.Context, evs []events.Envelope) error {
 	return err
 }
 
+// TryApply implements consumer.Optimist with ApplyBatch's fast path: when
+// every stream of evs continues from its stored version, evs are applied in
+// one round trip; otherwise nothing is, and every flag is false.
+func (m *Model) TryApply(ctx context.Context, evs []events.Envelope) ([]bool, error) {
+	done := make([]bool, len(evs))
+	if len(evs) == 0 {
+		return done, nil
+	}
+	orders, accounts, err := group(evs)
+	if err != nil {
+		// Not contiguous within the batch (a redelivery overlapping it),
+		// or invalid: the Sequencer's path sorts that out, or reports it.
+		return done, nil
+	}
+	switch _, err := m.applyFast(ctx, orders, accounts); {
+	case errors.Is(err, errNotAtExpectedVersion):
+		return done, nil
+	case err != nil:
+		return nil, fmt.Errorf("apply %d events to the %s read model: %w", len(evs), ordersdb.Projection, err)
+	}
+	for i := range done {
+		done[i] = true
+	}
+	return done, nil
+}
+
 // stream is the part of a batch that belongs to one aggregate.
 type stream struct {
 	id  uuid.UUID
@@ -117,16 +144,17 @@ type stream struct {
 // that can never be applied fails the batch with ErrInvalidEvent.
 //
 // The common case, where every stream continues from the version just
-// before the batch (what the Sequencer hands over), takes one pipelined
-// round trip inside the transaction: conditional inserts and updates that
-// check-and-set each row's version, the activity rows and the checkpoint
-// (applyFast). If any row is not at the expected version (another replica
-// got there first, or the caller passed overlapping events), that
-// transaction is rolled back and the batch is redone in one that locks the
-// rows first and continues each stream from its stored version
-// (applyLocked). Both take row locks in the same global order (inserts,
-// then updates; orders, then accounts; by id), so replicas applying
-// overlapping batches wait for each other but never deadlock.
+// before the batch (what the Sequencer hands over), takes one round trip:
+// a pipeline, run in the server's implicit transaction, of conditional
+// inserts and updates that check-and-set each row's version, the activity
+// rows and the checkpoint (applyFast). If any row is not at the expected
+// version (another replica got there first, or the caller passed
+// overlapping events), the server aborts that transaction and the batch is
+// redone in an explicit one that locks the rows first and continues each
+// stream from its stored version (applyLocked). Both take row locks in the
+// same global order (inserts, then updates; orders, then accounts; by id),
+// so replicas applying overlapping batches wait for each other but never
+// deadlock.
 func (m *Model) ApplyBatch(ctx context.Context, evs []events.Envelope) (Result, error) {
 	if len(evs) == 0 {
 		return Result{}, nil

@@ -386,3 +386,67 @@ func TestTransientConnectionRefused(t *testing.T) {
 		t.Fatalf("Apply against a closed port: err = %v, Transient = %v; want a transient error", err, m.Transient(err))
 	}
 }
+
+// TestTryApply: the optimistic step applies a batch in one round trip when
+// every stream continues from its stored version, and otherwise writes
+// nothing at all (the server aborts the pipeline's implicit transaction),
+// leaving the batch to the Sequencer's path.
+func TestTryApply(t *testing.T) {
+	ctx := context.Background()
+	evs := scenario(t)
+	pick := func(idx ...int) []events.Envelope {
+		var out []events.Envelope
+		for _, i := range idx {
+			out = append(out, evs[i])
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		before  int // evs[:before] are applied first
+		batch   []events.Envelope
+		applied bool
+	}{
+		{"new streams", 0, evs[:3], true},
+		{"continuing and new streams", 4, evs[4:], true},
+		{"redelivered", 4, evs[:4], false},
+		{"a gap", 4, pick(10, 12), false},                               // acc1 v4, v5 on v2
+		{"one duplicate among continuing events", 4, pick(7, 0), false}, // acc2 v2 continues, acc1 v1 is a duplicate
+		{"a stream a step behind", 4, pick(6, 9), false},                // acc1 v3 continues, ord1 v3 on v1
+		{"repeated within the batch", 0, pick(0, 0), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, pool := newDB(t)
+			m := ordersmodel.New(pool)
+			if tt.before > 0 {
+				if _, err := m.ApplyBatch(ctx, evs[:tt.before]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := dump(t, pool)
+			done, err := m.TryApply(ctx, tt.batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(done) != len(tt.batch) {
+				t.Fatalf("%d flags for %d events", len(done), len(tt.batch))
+			}
+			for i, d := range done {
+				if d != tt.applied {
+					t.Fatalf("event %d applied = %v, want %v for every event", i, d, tt.applied)
+				}
+			}
+			if !tt.applied {
+				assertRows(t, dump(t, pool), before)
+				return
+			}
+			all := append(append([]events.Envelope(nil), evs[:tt.before]...), tt.batch...)
+			assertRows(t, dump(t, pool), mustProject(t, all))
+			if cp := checkpoint(t, pool); cp.Position != all[len(all)-1].Position || cp.EventsApplied != int64(len(all)) {
+				t.Fatalf("checkpoint = %+v, want position %d, events_applied %d", cp, all[len(all)-1].Position, len(all))
+			}
+		})
+	}
+}

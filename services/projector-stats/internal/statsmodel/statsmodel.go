@@ -139,66 +139,81 @@ func (m *Model) Apply(ctx context.Context, evs []events.Envelope) error {
 // ApplyCount is Apply that also reports how many events changed the model
 // (the others were already applied).
 func (m *Model) ApplyCount(ctx context.Context, evs []events.Envelope) (int, error) {
+	done, err := m.apply(ctx, evs)
+	n := 0
+	for _, d := range done {
+		if d {
+			n++
+		}
+	}
+	return n, err
+}
+
+// TryApply implements consumer.Optimist: the check-and-set script applies
+// exactly the events that continue their stream, so Apply already is the
+// optimistic step; TryApply also says which events those were.
+func (m *Model) TryApply(ctx context.Context, evs []events.Envelope) ([]bool, error) {
 	return m.apply(ctx, evs)
 }
 
-func (m *Model) apply(ctx context.Context, evs []events.Envelope) (int, error) {
+// apply runs the script for every event and reports which changed the model.
+func (m *Model) apply(ctx context.Context, evs []events.Envelope) ([]bool, error) {
+	done := make([]bool, len(evs))
 	if len(evs) == 0 {
-		return 0, nil
+		return done, nil
 	}
 	keys, nsArgs, err := m.ns.args()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	now := statskeys.FormatTime(m.now())
 	calls := make([][]any, len(evs))
 	for i, e := range evs {
 		op, err := operation(e)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		calls[i] = append(append(append(make([]any, 0, 8+len(op)), nsArgs...),
 			e.StreamID.String(), e.Version, e.Position, now), op...)
 	}
-	applied, missing, err := m.run(ctx, keys, calls)
+	missing, err := m.run(ctx, keys, calls, done)
 	if err == nil && missing {
 		// Redis restarted or its script cache was flushed: load the script
 		// and resend the whole batch. Events the first attempt applied (if
 		// another client loaded the script meanwhile) are no-ops now, and
 		// those it skipped because an earlier one was missing are applied.
 		if lerr := m.scripts.apply.Load(ctx, m.client).Err(); lerr != nil {
-			return 0, fmt.Errorf("load stats apply script: %w", lerr)
+			return nil, fmt.Errorf("load stats apply script: %w", lerr)
 		}
-		var again int
-		again, missing, err = m.run(ctx, keys, calls)
-		applied += again
+		missing, err = m.run(ctx, keys, calls, done)
 		if err == nil && missing {
 			err = fmt.Errorf("apply %d events: %w", len(calls), redis.ErrNoScript)
 		}
 	}
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return applied, nil
+	return done, nil
 }
 
-// run sends one pipeline of script calls. It returns how many events were
-// applied and whether the script was missing from Redis's cache for any.
-func (m *Model) run(ctx context.Context, keys []string, calls [][]any) (applied int, missing bool, err error) {
+// run sends one pipeline of script calls and marks in done the events they
+// applied. It reports whether the script was missing from Redis's cache for
+// any.
+func (m *Model) run(ctx context.Context, keys []string, calls [][]any, done []bool) (missing bool, err error) {
 	pipe := m.client.Pipeline()
 	cmds := make([]*redis.Cmd, len(calls))
 	for i, args := range calls {
 		cmds[i] = m.scripts.apply.EvalSha(ctx, pipe, keys, args...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !isScriptReply(cmds) {
-		return 0, false, fmt.Errorf("apply %d events to redis: %w", len(calls), err)
+		return false, fmt.Errorf("apply %d events to redis: %w", len(calls), err)
 	}
 	var failed error
 	for i, c := range cmds {
 		n, err := c.Int()
 		switch {
 		case err == nil:
-			applied += n
+			done[i] = done[i] || n == 1
 		case isNoScript(err):
 			missing = true
 		case failed == nil:
@@ -207,9 +222,9 @@ func (m *Model) run(ctx context.Context, keys []string, calls [][]any) (applied 
 	}
 	if missing {
 		// A resend will meet the failure again, if it is one.
-		return applied, true, nil
+		return true, nil
 	}
-	return applied, false, failed
+	return false, failed
 }
 
 // isScriptReply reports whether every command got an answer from Redis

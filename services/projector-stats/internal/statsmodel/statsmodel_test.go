@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -195,7 +196,8 @@ func TestIdempotentApply(t *testing.T) {
 
 // TestApplySkipsGapsAndStale checks the script's own guard, without a
 // Sequencer in front: an event beyond version+1 or at/below the stored
-// version changes nothing.
+// version changes nothing, and TryApply (the Sequencer's optimistic step)
+// says which events of a batch did change the model.
 func TestApplySkipsGapsAndStale(t *testing.T) {
 	m, rdb, ns := newModel(t)
 	emit, all := memoryEmitter()
@@ -208,23 +210,26 @@ func TestApplySkipsGapsAndStale(t *testing.T) {
 	evs := *all
 	ctx := context.Background()
 	for _, step := range []struct {
-		name    string
-		batch   []events.Envelope
-		applied int
+		name  string
+		batch []events.Envelope
+		done  []bool
 	}{
-		{"gap", evs[1:2], 0},
-		{"first", evs[0:1], 1},
-		{"gap again", evs[2:4], 0},
-		{"next", evs[1:2], 1},
-		{"stale", evs[0:2], 0},
-		{"rest", evs[2:4], 2},
+		{"gap", evs[1:2], []bool{false}},
+		{"first", evs[0:1], []bool{true}},
+		{"gap again", evs[2:4], []bool{false, false}},
+		{"stale, then the next two", evs[0:3], []bool{false, true, true}},
+		{"stale, then the last", evs[2:4], []bool{false, true}},
+		{"all stale", evs[0:4], []bool{false, false, false, false}},
 	} {
-		n, err := m.ApplyCount(ctx, step.batch)
-		if err != nil || n != step.applied {
-			t.Fatalf("%s: applied %d, %v; want %d", step.name, n, err, step.applied)
+		done, err := m.TryApply(ctx, step.batch)
+		if err != nil || !slices.Equal(done, step.done) {
+			t.Fatalf("%s: applied %v, %v; want %v", step.name, done, err, step.done)
 		}
 	}
 	assertModel(t, rdb, ns, reference(ns, evs, fixedNow))
+	if n, err := m.ApplyCount(ctx, evs); err != nil || n != 0 {
+		t.Fatalf("ApplyCount of a replay = %d, %v; want 0", n, err)
+	}
 }
 
 // TestActiveNamespaceSwitch follows an active-namespace key (a private one,

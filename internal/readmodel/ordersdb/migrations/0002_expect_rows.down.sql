@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS readmodel_expect_rows(bigint, bigint);
