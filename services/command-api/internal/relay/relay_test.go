@@ -3,6 +3,7 @@ package relay_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/escqrs/platform/internal/eventstore"
@@ -54,9 +56,14 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func (f *fixture) newRelay(t *testing.T) *relay.Relay {
+	return f.newRelayWith(t, relay.Config{})
+}
+
+// newRelayWith is newRelay with cfg's CheckpointEvery.
+func (f *fixture) newRelayWith(t *testing.T, cfg relay.Config) *relay.Relay {
 	pool := testenv.NewPool(t, f.url)
 	return relay.New(pool, f.store, kafkautil.NewProducer(testenv.KafkaBrokers()), relay.Config{BatchSize: 100, PollInterval: 50 * time.Millisecond, LockRetry: 100 * time.Millisecond,
-		Topic: func(st events.StreamType) string { return f.topics[st] }}, f.log, nil)
+		CheckpointEvery: cfg.CheckpointEvery, Topic: func(st events.StreamType) string { return f.topics[st] }}, f.log, nil)
 }
 
 // start runs r until the returned stop is called.
@@ -345,4 +352,65 @@ func TestStopSavesTheLastCheckpoint(t *testing.T) {
 	if messages != 150 {
 		t.Fatalf("%d messages for 150 events: the successor republished %d", messages, messages-150)
 	}
+}
+
+// The checkpoint is saved at most once per CheckpointEvery while the relay
+// runs (the batches published meanwhile are saved by the next save or the
+// stop), and at once when a save is due.
+func TestCheckpointEvery(t *testing.T) {
+	f := newFixture(t)
+	pool := testenv.NewPool(t, f.url)
+	ctx := context.Background()
+	checkpoint := func() int64 {
+		var saved int64
+		err := pool.QueryRow(ctx, `SELECT position FROM checkpoints WHERE name = 'kafka-relay'`).Scan(&saved)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			t.Fatal(err)
+		}
+		return saved
+	}
+	waitCheckpoint := func(want int64) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); checkpoint() != want; {
+			if time.Now().After(deadline) {
+				t.Fatalf("checkpoint at %d, want %d", checkpoint(), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	ids := streams(5)
+	f.appendEvents(t, ids, 100) // one batch
+	var first int64
+	if err := pool.QueryRow(ctx, `SELECT max(position) FROM events`).Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+
+	r := f.newRelayWith(t, relay.Config{CheckpointEvery: time.Hour})
+	stop := start(r)
+	waitCheckpoint(first) // the first save is not held back
+	f.appendEvents(t, ids, 50)
+	for deadline := time.Now().Add(10 * time.Second); r.Published() < 150 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r.Published() != 150 {
+		t.Fatalf("published %d, want 150", r.Published())
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := checkpoint(); got != first {
+		t.Fatalf("checkpoint at %d within CheckpointEvery of the save at %d", got, first)
+	}
+	stop()
+	var last int64
+	if err := pool.QueryRow(ctx, `SELECT max(position) FROM events`).Scan(&last); err != nil {
+		t.Fatal(err)
+	}
+	waitCheckpoint(last)
+
+	// With a short interval the running relay saves the rest by itself.
+	f.appendEvents(t, ids, 30)
+	defer start(f.newRelayWith(t, relay.Config{CheckpointEvery: 50 * time.Millisecond}))()
+	if err := pool.QueryRow(ctx, `SELECT max(position) FROM events`).Scan(&last); err != nil {
+		t.Fatal(err)
+	}
+	waitCheckpoint(last)
 }
