@@ -36,11 +36,10 @@ func isNotAtExpectedVersion(err error) bool {
 // version condition and with changes that need no read of the row (a status,
 // a balance delta), the activity rows written in the same statements, and
 // the checkpoint last; all in one round trip, in the implicit transaction
-// of a pipeline. Locks are taken in
-// the same order as in applyLocked: inserts, then the rows to update, each
-// sorted by id, orders before accounts. A single row missing its condition
-// makes the server roll everything back (RM409), and applyFast return
-// errNotAtExpectedVersion.
+// of a pipeline. Locks are taken in the same order as in applyLocked:
+// inserts, then the rows to update, each sorted by id, orders before
+// accounts. A single row missing its condition makes the server roll
+// everything back (RM409), and applyFast return errNotAtExpectedVersion.
 func (m *Model) applyFast(ctx context.Context, orders, accounts []*stream) (Result, error) {
 	var (
 		res                  Result
