@@ -5,8 +5,9 @@
 // after the commit.
 //
 // Delivery is at least once: the checkpoint is saved after Kafka has
-// acknowledged a batch, off the publishing path, so a crash republishes the
-// batches acknowledged since the last saved checkpoint (usually one or two).
+// acknowledged a batch, off the publishing path and at most once per
+// CheckpointEvery, so a crash republishes what was acknowledged since the
+// last saved checkpoint (at most that long's events).
 // Among replicas, a PostgreSQL session advisory lock elects one active relay;
 // when its connection dies (process killed, network gone) the lock is
 // released and another replica takes over within one lock-poll interval.
