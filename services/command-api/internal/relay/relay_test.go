@@ -56,14 +56,15 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func (f *fixture) newRelay(t *testing.T) *relay.Relay {
-	return f.newRelayWith(t, relay.Config{})
+	return f.newRelayWith(t, 0)
 }
 
-// newRelayWith is newRelay with cfg's CheckpointEvery.
-func (f *fixture) newRelayWith(t *testing.T, cfg relay.Config) *relay.Relay {
+// newRelayWith is newRelay saving its checkpoint at most once per
+// checkpointEvery (0: the default).
+func (f *fixture) newRelayWith(t *testing.T, checkpointEvery time.Duration) *relay.Relay {
 	pool := testenv.NewPool(t, f.url)
 	return relay.New(pool, f.store, kafkautil.NewProducer(testenv.KafkaBrokers()), relay.Config{BatchSize: 100, PollInterval: 50 * time.Millisecond, LockRetry: 100 * time.Millisecond,
-		CheckpointEvery: cfg.CheckpointEvery, Topic: func(st events.StreamType) string { return f.topics[st] }}, f.log, nil)
+		CheckpointEvery: checkpointEvery, Topic: func(st events.StreamType) string { return f.topics[st] }}, f.log, nil)
 }
 
 // start runs r until the returned stop is called.
@@ -385,7 +386,7 @@ func TestCheckpointEvery(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r := f.newRelayWith(t, relay.Config{CheckpointEvery: time.Hour})
+	r := f.newRelayWith(t, time.Hour)
 	stop := start(r)
 	waitCheckpoint(first) // the first save is not held back
 	f.appendEvents(t, ids, 50)
@@ -408,7 +409,7 @@ func TestCheckpointEvery(t *testing.T) {
 
 	// With a short interval the running relay saves the rest by itself.
 	f.appendEvents(t, ids, 30)
-	defer start(f.newRelayWith(t, relay.Config{CheckpointEvery: 50 * time.Millisecond}))()
+	defer start(f.newRelayWith(t, 50*time.Millisecond))()
 	if err := pool.QueryRow(ctx, `SELECT max(position) FROM events`).Scan(&last); err != nil {
 		t.Fatal(err)
 	}
