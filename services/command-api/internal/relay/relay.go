@@ -4,9 +4,6 @@
 // write: an event that committed is published even if the process dies right
 // after the commit.
 //
-// Each batch is read from the store while the one before it is produced
-// (see publish), and published only once that one is acknowledged.
-//
 // Delivery is at least once: the checkpoint is saved after Kafka has
 // acknowledged a batch, off the publishing path and at most once per
 // CheckpointEvery, so a crash republishes what was acknowledged since the
@@ -212,18 +209,8 @@ func (r *Relay) lead(ctx context.Context) error {
 	saver := r.startCheckpointer(ctx)
 	defer saver.stop()
 	backoff := newBackoff(r.cfg.MaxBackoff)
-	var ahead *readAhead // read while the batch before it was produced
 	for ctx.Err() == nil {
-		var rd readAhead
-		if ahead != nil {
-			rd, ahead = *ahead, nil
-		} else {
-			rd.batch, rd.next, rd.err = r.store.ReadAll(ctx, cursor, r.cfg.BatchSize)
-		}
-		err := rd.err
-		if err == nil && len(rd.batch) > 0 {
-			ahead, err = r.publish(ctx, saver, rd.batch, rd.next)
-		}
+		n, next, err := r.publishBatch(ctx, saver, cursor)
 		if err != nil {
 			r.metrics.failures.Inc()
 			r.log.Warn("relay publish failed, retrying", "error", err, "cursor", cursor)
@@ -237,22 +224,15 @@ func (r *Relay) lead(ctx context.Context) error {
 			continue
 		}
 		backoff.reset()
-		cursor = rd.next
-		if ahead != nil || len(rd.batch) == r.cfg.BatchSize {
-			continue // more was read or is waiting
+		cursor = next
+		if n == r.cfg.BatchSize {
+			continue // more is waiting
 		}
 		if err := r.wait(ctx, pg); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// readAhead is the result of one read of the store.
-type readAhead struct {
-	batch []events.Envelope
-	next  eventstore.Cursor
-	err   error
 }
 
 // wait blocks until a notification, a Wake, the poll interval, or
@@ -279,43 +259,19 @@ func (r *Relay) wait(ctx context.Context, pg *pgx.Conn) error {
 	return fmt.Errorf("wait for notification: %w", err)
 }
 
-// publish produces batch and, once Kafka has acknowledged all of it, hands
-// next to the checkpointer. While Kafka works it reads the batch after this
-// one, if there is one to read: at once when this batch was full, or as soon
-// as an append wakes the relay. Each cycle then costs the longer of a read
-// and a produce rather than their sum. The batch read ahead is published
-// only after this one is acknowledged (a partition never holds a later event
-// before an earlier one of its stream), and dropped with this one's failure,
-// to be read again from the cursor that was acknowledged.
-func (r *Relay) publish(ctx context.Context, saver *checkpointer, batch []events.Envelope, next eventstore.Cursor) (*readAhead, error) {
+func (r *Relay) publishBatch(ctx context.Context, saver *checkpointer, cursor eventstore.Cursor) (int, eventstore.Cursor, error) {
+	batch, next, err := r.store.ReadAll(ctx, cursor, r.cfg.BatchSize)
+	if err != nil || len(batch) == 0 {
+		return 0, cursor, err
+	}
 	msgs := make([]kafka.Message, len(batch))
 	for i, e := range batch {
-		var err error
 		if msgs[i], err = Message(e, r.cfg.Topic(e.StreamType)); err != nil {
-			return nil, err
+			return 0, cursor, err
 		}
 	}
-	produced := make(chan error, 1)
-	go func() { produced <- r.pub.WriteMessages(ctx, msgs...) }()
-	if len(batch) < r.cfg.BatchSize { // else the store holds more already
-		select {
-		case err := <-produced:
-			return nil, r.acknowledge(err, saver, batch, next)
-		case <-r.wake:
-		}
-	}
-	ahead := &readAhead{}
-	ahead.batch, ahead.next, ahead.err = r.store.ReadAll(ctx, next, r.cfg.BatchSize)
-	if err := r.acknowledge(<-produced, saver, batch, next); err != nil {
-		return nil, err
-	}
-	return ahead, nil
-}
-
-// acknowledge records a produced batch, or wraps the error that failed it.
-func (r *Relay) acknowledge(produceErr error, saver *checkpointer, batch []events.Envelope, next eventstore.Cursor) error {
-	if produceErr != nil {
-		return fmt.Errorf("publish %d events: %w", len(batch), produceErr)
+	if err := r.pub.WriteMessages(ctx, msgs...); err != nil {
+		return 0, cursor, fmt.Errorf("publish %d events: %w", len(msgs), err)
 	}
 	saver.record(next)
 	r.metrics.published.Add(float64(len(batch)))
@@ -324,7 +280,7 @@ func (r *Relay) acknowledge(produceErr error, saver *checkpointer, batch []event
 	for _, e := range batch {
 		r.metrics.delay.Observe(time.Since(e.RecordedAt).Seconds())
 	}
-	return nil
+	return len(batch), next, nil
 }
 
 // Message is the Kafka form of an event: key = stream id (so one aggregate's

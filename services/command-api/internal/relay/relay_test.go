@@ -62,12 +62,8 @@ func (f *fixture) newRelay(t *testing.T) *relay.Relay {
 // newRelayWith is newRelay saving its checkpoint at most once per
 // checkpointEvery (0: the default).
 func (f *fixture) newRelayWith(t *testing.T, checkpointEvery time.Duration) *relay.Relay {
-	return f.newRelayOver(t, f.store, kafkautil.NewProducer(testenv.KafkaBrokers()), checkpointEvery)
-}
-
-// newRelayOver is newRelayWith reading store and publishing through pub.
-func (f *fixture) newRelayOver(t *testing.T, store relay.Store, pub relay.Publisher, checkpointEvery time.Duration) *relay.Relay {
-	return relay.New(testenv.NewPool(t, f.url), store, pub, relay.Config{BatchSize: 100, PollInterval: 50 * time.Millisecond, LockRetry: 100 * time.Millisecond,
+	pool := testenv.NewPool(t, f.url)
+	return relay.New(pool, f.store, kafkautil.NewProducer(testenv.KafkaBrokers()), relay.Config{BatchSize: 100, PollInterval: 50 * time.Millisecond, LockRetry: 100 * time.Millisecond,
 		CheckpointEvery: checkpointEvery, Topic: func(st events.StreamType) string { return f.topics[st] }}, f.log, nil)
 }
 
@@ -418,114 +414,4 @@ func TestCheckpointEvery(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCheckpoint(last)
-}
-
-// heldPublisher holds its first produce until the test releases it with
-// what that produce returns (nil: it goes on to Kafka). It records the
-// first message of every produce.
-type heldPublisher struct {
-	relay.Publisher
-	held    chan struct{} // closed when the first produce arrives
-	release chan error
-	mu      sync.Mutex
-	firsts  []string // key and value of each produce's first message
-}
-
-func (p *heldPublisher) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
-	p.mu.Lock()
-	isFirst := len(p.firsts) == 0
-	p.firsts = append(p.firsts, string(msgs[0].Key)+" "+string(msgs[0].Value))
-	p.mu.Unlock()
-	if isFirst {
-		close(p.held)
-		select {
-		case err := <-p.release:
-			if err != nil {
-				return err
-			}
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return p.Publisher.WriteMessages(ctx, msgs...)
-}
-
-// produces returns the first message of every produce so far.
-func (p *heldPublisher) produces() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]string(nil), p.firsts...)
-}
-
-// countingStore sends the size of every read to reads.
-type countingStore struct {
-	relay.Store
-	reads chan int
-}
-
-func (s countingStore) ReadAll(ctx context.Context, after eventstore.Cursor, limit int) ([]events.Envelope, eventstore.Cursor, error) {
-	batch, next, err := s.Store.ReadAll(ctx, after, limit)
-	s.reads <- len(batch)
-	return batch, next, err
-}
-
-// While Kafka produces a batch, a woken relay reads the next one, once, and
-// publishes it only after the first is acknowledged; when the first fails,
-// the batch read ahead is dropped and both are published again in order.
-func TestReadsAheadWhileProducing(t *testing.T) {
-	for _, tc := range []struct {
-		name       string
-		produceErr error
-	}{
-		{"first produce acknowledged", nil},
-		{"first produce failed", errors.New("broker gone")},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t)
-			c, stopConsumer := f.consume(t)
-			defer stopConsumer()
-			ids := streams(5)
-			f.appendEvents(t, ids, 10)
-
-			pub := &heldPublisher{Publisher: kafkautil.NewProducer(testenv.KafkaBrokers()), held: make(chan struct{}), release: make(chan error, 1)}
-			store := countingStore{Store: f.store, reads: make(chan int, 10000)}
-			r := f.newRelayOver(t, store, pub, 0)
-			defer start(r)()
-			select {
-			case <-pub.held:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the relay produced nothing")
-			}
-			for len(store.reads) > 0 { // the reads that found the first batch
-				<-store.reads
-			}
-
-			f.appendEvents(t, ids, 10)
-			r.Wake()
-			select {
-			case <-store.reads:
-			case <-time.After(5 * time.Second):
-				t.Fatal("no read while the first batch was being produced")
-			}
-			time.Sleep(100 * time.Millisecond)
-			if n := len(store.reads); n != 0 {
-				t.Fatalf("%d more reads while the first batch was being produced, want one read ahead", n)
-			}
-
-			pub.release <- tc.produceErr
-			c.waitFor(t, 20, 30*time.Second) // fails on a stream out of order
-			for deadline := time.Now().Add(5 * time.Second); r.Published() < 20 && time.Now().Before(deadline); {
-				time.Sleep(10 * time.Millisecond)
-			}
-			if r.Published() != 20 {
-				t.Fatalf("published %d, want 20", r.Published())
-			}
-			// The consumer above sees only first deliveries, which a later
-			// failure and re-read could put back in order; the produces show
-			// what the relay sent after the failure.
-			if produces := pub.produces(); tc.produceErr != nil && produces[1] != produces[0] {
-				t.Fatalf("the produce after the failed one starts at %s, want the failed batch's first event %s", produces[1], produces[0])
-			}
-		})
-	}
 }
