@@ -24,8 +24,8 @@ import (
 // every call even when the caller hands over a whole batch at once, as the
 // relay does; and it sends a request per partition. Each request is work
 // for the broker and a scheduling delay on a busy machine: with one per
-// broker, the relay's produces at 500 events/s took a third less time than
-// with one per partition (see README, "Measured").
+// broker instead of one per partition, the relay's p50 at 500 events/s fell
+// from 17-34 ms to 15-21 ms (README, "Measured").
 type Producer struct {
 	client   *kafka.Client
 	balancer kafka.Murmur2Balancer
