@@ -105,7 +105,10 @@ type pendingCheckpoint struct {
 	dirty             bool
 }
 
-var _ consumer.Model = (*Model)(nil)
+var (
+	_ consumer.Model    = (*Model)(nil)
+	_ consumer.Optimist = (*Model)(nil)
+)
 
 // New returns a model writing order documents through alias and its
 // checkpoint to checkpointIndex; EnsureIndices must have prepared both.
@@ -258,6 +261,89 @@ func (m *Model) Apply(ctx context.Context, evs []events.Envelope) error {
 		return err
 	}
 	return m.checkDeleted(ctx, conflicts(res, m.checkpointIndex))
+}
+
+// TryApply writes, without reading anything first, the document of every
+// order stream of which evs holds just its first event, and reports which
+// events it applied. Such a document needs nothing stored to fold onto, and
+// its external version (1) makes Elasticsearch refuse it (409) when any
+// version of the order is indexed already: a redelivery, which the write
+// then leaves as it was. So an event reported applied was applied once,
+// and new orders, the bulk of the writes, cost one round trip (the bulk)
+// instead of two. Everything else (later events, a new order's first
+// events together, account events) it leaves to Versions and Apply, which
+// know what is stored: a batch [1, 2] on a document at 1 must count 2 alone.
+func (m *Model) TryApply(ctx context.Context, evs []events.Envelope) ([]bool, error) {
+	done := make([]bool, len(evs))
+	var (
+		streams []*streamBatch
+		byID    = map[uuid.UUID]*streamBatch{}
+		indices = map[uuid.UUID][]int{} // of each stream's events in evs
+	)
+	for i, e := range evs {
+		if e.StreamType != events.StreamOrder {
+			continue
+		}
+		sb := byID[e.StreamID]
+		if sb == nil {
+			sb = &streamBatch{id: e.StreamID}
+			byID[e.StreamID] = sb
+			streams = append(streams, sb)
+		}
+		sb.evs = append(sb.evs, e)
+		indices[e.StreamID] = append(indices[e.StreamID], i)
+	}
+	bulk := m.client.Bulk()
+	var written []*streamBatch
+	for _, sb := range streams {
+		if len(sb.evs) != 1 || sb.evs[0].Version != 1 {
+			continue
+		}
+		doc, _, err := fold(searchdoc.Order{}, 0, sb.evs)
+		if err != nil {
+			return nil, err
+		}
+		bulk.Add(elastic.NewBulkIndexRequest().Index(m.alias).Id(doc.OrderID).
+			VersionType("external").Version(doc.Version).Doc(doc))
+		written = append(written, sb)
+	}
+	if len(written) == 0 {
+		return done, nil
+	}
+	res, err := bulk.Do(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bulk write %d new orders: %w", len(written), err)
+	}
+	if err := m.checkBulk(res); err != nil {
+		return nil, err
+	}
+	refused := map[uuid.UUID]bool{}
+	for _, id := range conflicts(res, m.checkpointIndex) {
+		refused[id] = true
+	}
+	var applied, position int64
+	for _, sb := range written {
+		if refused[sb.id] {
+			continue
+		}
+		for _, i := range indices[sb.id] {
+			done[i] = true
+			applied++
+			position = max(position, evs[i].Position)
+		}
+	}
+	if applied == 0 {
+		return done, nil
+	}
+	// The count is known only now, after the write: a checkpoint that is
+	// due goes out on its own (at most once per checkpointEvery).
+	if cp, due := m.takeCheckpoint(position, applied); due {
+		m.addPending(cp)
+		if err := m.FlushCheckpoint(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return done, nil
 }
 
 // ErrDeleted means a write was refused (409) for a document that does not
