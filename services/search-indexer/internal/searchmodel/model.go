@@ -187,6 +187,27 @@ func (m *Model) remember(accounts []uuid.UUID) {
 type streamBatch struct {
 	id  uuid.UUID
 	evs []events.Envelope
+	at  []int // where each of evs is in the batch
+}
+
+// orderStreams groups the order events of evs by stream, the streams in the
+// order of their first event.
+func orderStreams(evs []events.Envelope) []*streamBatch {
+	var streams []*streamBatch
+	byID := map[uuid.UUID]*streamBatch{}
+	for i, e := range evs {
+		if e.StreamType != events.StreamOrder {
+			continue
+		}
+		sb := byID[e.StreamID]
+		if sb == nil {
+			sb = &streamBatch{id: e.StreamID}
+			byID[e.StreamID] = sb
+			streams = append(streams, sb)
+		}
+		sb.evs, sb.at = append(sb.evs, e), append(sb.at, i)
+	}
+	return streams
 }
 
 // Apply folds the order events of evs onto the current documents and writes
@@ -199,26 +220,15 @@ func (m *Model) Apply(ctx context.Context, evs []events.Envelope) error {
 		return nil
 	}
 	var (
-		streams  []*streamBatch
-		byID     = map[uuid.UUID]*streamBatch{}
+		streams  = orderStreams(evs)
 		accounts []uuid.UUID
 		maxPos   int64
 	)
 	for _, e := range evs {
 		maxPos = max(maxPos, e.Position)
-		if e.StreamType != events.StreamOrder {
-			if e.StreamType == events.StreamAccount {
-				accounts = append(accounts, e.StreamID)
-			}
-			continue
+		if e.StreamType == events.StreamAccount {
+			accounts = append(accounts, e.StreamID)
 		}
-		sb := byID[e.StreamID]
-		if sb == nil {
-			sb = &streamBatch{id: e.StreamID}
-			byID[e.StreamID] = sb
-			streams = append(streams, sb)
-		}
-		sb.evs = append(sb.evs, e)
 	}
 	m.remember(accounts)
 
@@ -275,27 +285,9 @@ func (m *Model) Apply(ctx context.Context, evs []events.Envelope) error {
 // know what is stored: a batch [1, 2] on a document at 1 must count 2 alone.
 func (m *Model) TryApply(ctx context.Context, evs []events.Envelope) ([]bool, error) {
 	done := make([]bool, len(evs))
-	var (
-		streams []*streamBatch
-		byID    = map[uuid.UUID]*streamBatch{}
-		indices = map[uuid.UUID][]int{} // of each stream's events in evs
-	)
-	for i, e := range evs {
-		if e.StreamType != events.StreamOrder {
-			continue
-		}
-		sb := byID[e.StreamID]
-		if sb == nil {
-			sb = &streamBatch{id: e.StreamID}
-			byID[e.StreamID] = sb
-			streams = append(streams, sb)
-		}
-		sb.evs = append(sb.evs, e)
-		indices[e.StreamID] = append(indices[e.StreamID], i)
-	}
 	bulk := m.client.Bulk()
 	var written []*streamBatch
-	for _, sb := range streams {
+	for _, sb := range orderStreams(evs) {
 		if len(sb.evs) != 1 || sb.evs[0].Version != 1 {
 			continue
 		}
@@ -326,7 +318,7 @@ func (m *Model) TryApply(ctx context.Context, evs []events.Envelope) ([]bool, er
 		if refused[sb.id] {
 			continue
 		}
-		for _, i := range indices[sb.id] {
+		for _, i := range sb.at {
 			done[i] = true
 			applied++
 			position = max(position, evs[i].Position)
