@@ -248,8 +248,7 @@ func (m *Model) Apply(ctx context.Context, evs []events.Envelope) error {
 			continue
 		}
 		applied += int64(n)
-		bulk.Add(elastic.NewBulkIndexRequest().Index(m.alias).Id(doc.OrderID).
-			VersionType("external").Version(doc.Version).Doc(doc))
+		bulk.Add(m.indexRequest(doc))
 	}
 	cp, writeCheckpoint := m.takeCheckpoint(maxPos, applied)
 	if writeCheckpoint {
@@ -271,6 +270,13 @@ func (m *Model) Apply(ctx context.Context, evs []events.Envelope) error {
 		return err
 	}
 	return m.checkDeleted(ctx, conflicts(res, m.checkpointIndex))
+}
+
+// indexRequest writes doc unless its version or a newer one is indexed
+// (a 409, which checkBulk counts as success).
+func (m *Model) indexRequest(doc searchdoc.Order) *elastic.BulkIndexRequest {
+	return elastic.NewBulkIndexRequest().Index(m.alias).Id(doc.OrderID).
+		VersionType("external").Version(doc.Version).Doc(doc)
 }
 
 // TryApply writes, without reading anything first, the document of every
@@ -295,8 +301,7 @@ func (m *Model) TryApply(ctx context.Context, evs []events.Envelope) ([]bool, er
 		if err != nil {
 			return nil, err
 		}
-		bulk.Add(elastic.NewBulkIndexRequest().Index(m.alias).Id(doc.OrderID).
-			VersionType("external").Version(doc.Version).Doc(doc))
+		bulk.Add(m.indexRequest(doc))
 		written = append(written, sb)
 	}
 	if len(written) == 0 {
@@ -330,8 +335,7 @@ func (m *Model) TryApply(ctx context.Context, evs []events.Envelope) ([]bool, er
 	// The count is known only now, after the write: a checkpoint that is
 	// due goes out on its own (at most once per checkpointEvery).
 	if cp, due := m.takeCheckpoint(position, applied); due {
-		m.addPending(cp)
-		if err := m.FlushCheckpoint(ctx); err != nil {
+		if err := m.writeCheckpoint(ctx, cp); err != nil {
 			return nil, err
 		}
 	}
@@ -474,6 +478,11 @@ func (m *Model) FlushCheckpoint(ctx context.Context) error {
 	if !cp.dirty {
 		return nil
 	}
+	return m.writeCheckpoint(ctx, cp)
+}
+
+// writeCheckpoint writes cp on its own, or puts it back to be written later.
+func (m *Model) writeCheckpoint(ctx context.Context, cp pendingCheckpoint) error {
 	res, err := m.client.Bulk().Add(m.checkpointUpdate(cp.position, cp.applied)).Do(ctx)
 	if err == nil {
 		err = m.checkBulk(res)
