@@ -59,6 +59,9 @@ type Store struct {
 	appended prometheus.Counter
 	latency  prometheus.Histogram
 	conflict prometheus.Counter
+
+	group     appendGroup
+	groupSize prometheus.Histogram
 }
 
 // Option configures a Store.
@@ -73,7 +76,7 @@ func WithAppendHook(f func()) Option { return func(s *Store) { s.onAppend = f } 
 
 // WithMetrics registers the store's metrics on reg.
 func WithMetrics(reg prometheus.Registerer) Option {
-	return func(s *Store) { reg.MustRegister(s.appended, s.latency, s.conflict) }
+	return func(s *Store) { reg.MustRegister(s.appended, s.latency, s.conflict, s.groupSize) }
 }
 
 // New returns a store over pool.
@@ -83,6 +86,8 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "eventstore_append_duration_seconds", Help: "Append transaction latency.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}}),
 		conflict: prometheus.NewCounter(prometheus.CounterOpts{Name: "eventstore_version_conflicts_total", Help: "Appends rejected by the version guard."}),
+		groupSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "eventstore_append_group_size", Help: "Appends written together in one statement (group commit).",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256}}),
 	}
 	for _, o := range opts {
 		o(s)
@@ -115,18 +120,21 @@ type AppendRequest struct {
 	InTx func(ctx context.Context, tx pgx.Tx, appended []events.Envelope) error
 }
 
-// insertEvents appends a batch of events to one stream in a single
-// statement (so a lone append is one round trip and atomic without an
-// explicit transaction). Row i gets version $expected+i. The WHERE clause is
-// the gap half of the version guard; UNIQUE (stream_id, version) is the other.
+// insertEvents appends the events of one or more append requests in a
+// single statement, so that a lone append is one round trip and atomic
+// without an explicit transaction, and a group of them (group.go) shares one
+// commit. Each row carries its stream, version and the expected version of
+// its request. The WHERE clause is the gap half of the version guard: a
+// request whose stream is not at its expected version inserts nothing.
+// UNIQUE (stream_id, version) is the other half; it fails the statement.
 const insertEvents = `
 INSERT INTO events (event_id, stream_type, stream_id, version, type, schema_version, data, metadata, occurred_at)
-SELECT e.event_id, $1::text, $2::uuid, $3::bigint + e.ord, e.type, e.schema_version, e.data, e.metadata, e.occurred_at
-FROM unnest($4::uuid[], $5::text[], $6::int[], $7::json[], $8::json[], $9::timestamptz[])
-     WITH ORDINALITY AS e(event_id, type, schema_version, data, metadata, occurred_at, ord)
-WHERE $3::bigint = 0 OR EXISTS (SELECT 1 FROM events WHERE stream_id = $2::uuid AND version = $3::bigint)
+SELECT e.event_id, e.stream_type, e.stream_id, e.version, e.type, e.schema_version, e.data, e.metadata, e.occurred_at
+FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::bigint[], $5::bigint[], $6::text[], $7::int[], $8::json[], $9::json[], $10::timestamptz[])
+     WITH ORDINALITY AS e(event_id, stream_type, stream_id, version, expected, type, schema_version, data, metadata, occurred_at, ord)
+WHERE e.expected = 0 OR EXISTS (SELECT 1 FROM events x WHERE x.stream_id = e.stream_id AND x.version = e.expected)
 ORDER BY e.ord
-RETURNING version, position, recorded_at`
+RETURNING event_id, position, recorded_at`
 
 // Append writes req.Events as versions ExpectedVersion+1... of the stream
 // atomically and returns them as stored (with positions).
@@ -137,6 +145,9 @@ RETURNING version, position, recorded_at`
 // writer must see version n committed before it can insert n+1, the writing
 // transaction of n+1 always starts after that of n: per-stream order and the
 // store's commit-safe read order agree.
+//
+// Appends without InTx that arrive while another is being written are
+// committed together, in one statement (group.go).
 func (s *Store) Append(ctx context.Context, req AppendRequest) ([]events.Envelope, error) {
 	if len(req.Events) == 0 {
 		return nil, errors.New("append: no events")
@@ -145,44 +156,26 @@ func (s *Store) Append(ctx context.Context, req AppendRequest) ([]events.Envelop
 		return nil, fmt.Errorf("append: unknown stream type %q", req.StreamType)
 	}
 	start := time.Now()
-	appended, args, err := s.prepare(req, time.Now().UTC())
+	p, err := s.prepare(req, time.Now().UTC())
 	if err != nil {
 		return nil, err
 	}
-	insert := func(ctx context.Context, q querier) error {
-		rows, err := q.Query(ctx, insertEvents, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		n := 0
-		for rows.Next() {
-			var version int64
-			var e events.Envelope
-			if err := rows.Scan(&version, &e.Position, &e.RecordedAt); err != nil {
-				return err
-			}
-			i := version - req.ExpectedVersion - 1
-			appended[i].Position, appended[i].RecordedAt = e.Position, e.RecordedAt.UTC()
-			n++
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if n != len(appended) {
-			return pgx.ErrNoRows // the gap guard refused the insert
-		}
-		return nil
-	}
 	if req.InTx == nil {
-		err = insert(ctx, s.pool)
+		s.group.submit(ctx, s, p)
+		err = p.err
 	} else {
 		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			if err := insert(ctx, tx); err != nil {
+			if err := s.insert(ctx, tx, []*pendingAppend{p}); err != nil {
 				return err
 			}
-			return req.InTx(ctx, tx, appended)
+			if p.err != nil {
+				return p.err
+			}
+			return req.InTx(ctx, tx, p.appended)
 		})
+		if err == nil {
+			s.onAppend()
+		}
 	}
 	if err != nil {
 		err = classify(fmt.Errorf("append to %s %s at version %d: %w", req.StreamType, req.StreamID, req.ExpectedVersion, err))
@@ -192,32 +185,33 @@ func (s *Store) Append(ctx context.Context, req AppendRequest) ([]events.Envelop
 		return nil, err
 	}
 	s.latency.Observe(time.Since(start).Seconds())
-	s.appended.Add(float64(len(appended)))
-	s.onAppend()
-	return appended, nil
+	s.appended.Add(float64(len(p.appended)))
+	return p.appended, nil
 }
 
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-// prepare builds the envelopes (without positions) and the statement's array arguments.
-func (s *Store) prepare(req AppendRequest, now time.Time) ([]events.Envelope, []any, error) {
+// pendingAppend is one append request on its way into the store.
+type pendingAppend struct {
+	appended   []events.Envelope // positions and recorded_at filled in by insert
+	data, meta [][]byte          // the payloads and metadata as JSON
+	expected   int64
+	err        error         // the request's own outcome once done is closed
+	done       chan struct{} // closed when err and appended are final
+	lead       chan struct{} // closed when this request must write the next group
+}
+
+// prepare builds the envelopes (without positions) and their JSON.
+func (s *Store) prepare(req AppendRequest, now time.Time) (*pendingAppend, error) {
 	n := len(req.Events)
-	var (
-		out      = make([]events.Envelope, n)
-		ids      = make([]pgtype.UUID, n)
-		types    = make([]string, n)
-		versions = make([]int32, n)
-		data     = make([][]byte, n)
-		meta     = make([][]byte, n)
-		occurred = make([]time.Time, n)
-	)
+	p := &pendingAppend{appended: make([]events.Envelope, n), data: make([][]byte, n), meta: make([][]byte, n), expected: req.ExpectedVersion}
 	for i, ne := range req.Events {
 		if ne.EventID == uuid.Nil {
 			id, err := uuid.NewV7()
 			if err != nil {
-				return nil, nil, fmt.Errorf("new event id: %w", err)
+				return nil, fmt.Errorf("new event id: %w", err)
 			}
 			ne.EventID = id
 		}
@@ -227,22 +221,86 @@ func (s *Store) prepare(req AppendRequest, now time.Time) ([]events.Envelope, []
 		typ := ne.Data.EventType()
 		sv := s.registry.CurrentVersion(typ)
 		if sv == 0 {
-			return nil, nil, fmt.Errorf("append %s: %w", typ, events.ErrUnknownEventType)
+			return nil, fmt.Errorf("append %s: %w", typ, events.ErrUnknownEventType)
 		}
 		var err error
-		if data[i], err = json.Marshal(ne.Data); err != nil {
-			return nil, nil, fmt.Errorf("marshal %s: %w", typ, err)
+		if p.data[i], err = json.Marshal(ne.Data); err != nil {
+			return nil, fmt.Errorf("marshal %s: %w", typ, err)
 		}
-		if meta[i], err = json.Marshal(ne.Metadata); err != nil {
-			return nil, nil, fmt.Errorf("marshal metadata: %w", err)
+		if p.meta[i], err = json.Marshal(ne.Metadata); err != nil {
+			return nil, fmt.Errorf("marshal metadata: %w", err)
 		}
-		ids[i], types[i], versions[i], occurred[i] = pgarg.UUID(ne.EventID), typ, int32(sv), ne.OccurredAt
-		out[i] = events.Envelope{
+		p.appended[i] = events.Envelope{
 			EventID: ne.EventID, StreamType: req.StreamType, StreamID: req.StreamID, Version: req.ExpectedVersion + int64(i) + 1,
 			Type: typ, SchemaVersion: sv, OccurredAt: ne.OccurredAt, Data: ne.Data, Metadata: ne.Metadata,
 		}
 	}
-	return out, []any{string(req.StreamType), pgarg.UUID(req.StreamID), req.ExpectedVersion, ids, types, versions, data, meta, occurred}, nil
+	return p, nil
+}
+
+// insert writes the events of batch in one statement. A statement error
+// (a unique violation, a lost connection) is returned and nothing of the
+// batch is written; a request whose stream was not at its expected version
+// gets ErrVersionConflict in its err, and the others are written.
+func (s *Store) insert(ctx context.Context, q querier, batch []*pendingAppend) error {
+	n := 0
+	for _, p := range batch {
+		n += len(p.appended)
+		for i := range p.appended {
+			p.appended[i].Position = 0 // not written (yet): the guard check below relies on it
+		}
+	}
+	var (
+		ids         = make([]pgtype.UUID, 0, n)
+		streamTypes = make([]string, 0, n)
+		streamIDs   = make([]pgtype.UUID, 0, n)
+		versions    = make([]int64, 0, n)
+		expected    = make([]int64, 0, n)
+		types       = make([]string, 0, n)
+		schemas     = make([]int32, 0, n)
+		data        = make([][]byte, 0, n)
+		meta        = make([][]byte, 0, n)
+		occurred    = make([]time.Time, 0, n)
+		byID        = make(map[uuid.UUID]*events.Envelope, n)
+	)
+	for _, p := range batch {
+		for i := range p.appended {
+			e := &p.appended[i]
+			ids, streamTypes, streamIDs = append(ids, pgarg.UUID(e.EventID)), append(streamTypes, string(e.StreamType)), append(streamIDs, pgarg.UUID(e.StreamID))
+			versions, expected = append(versions, e.Version), append(expected, p.expected)
+			types, schemas, occurred = append(types, e.Type), append(schemas, int32(e.SchemaVersion)), append(occurred, e.OccurredAt)
+			data, meta = append(data, p.data[i]), append(meta, p.meta[i])
+			byID[e.EventID] = e
+		}
+	}
+	rows, err := q.Query(ctx, insertEvents, ids, streamTypes, streamIDs, versions, expected, types, schemas, data, meta, occurred)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id         pgtype.UUID
+			position   int64
+			recordedAt time.Time
+		)
+		if err := rows.Scan(&id, &position, &recordedAt); err != nil {
+			return err
+		}
+		if e := byID[uuid.UUID(id.Bytes)]; e != nil {
+			e.Position, e.RecordedAt = position, recordedAt.UTC()
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, p := range batch {
+		// The guard admits all of a request's rows or none of them.
+		if p.appended[0].Position == 0 {
+			p.err = pgx.ErrNoRows // the gap guard refused the request
+		}
+	}
+	return nil
 }
 
 // classify maps Postgres failures of an append to the store's sentinels.
