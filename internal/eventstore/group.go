@@ -26,11 +26,13 @@ const maxGroup = 256
 // while others wait on the same statement), so it needs a bound of its own.
 const groupTimeout = 30 * time.Second
 
-// appendGroup queues appends for group commit. Its zero value is ready.
+// appendGroup queues appends for group commit.
 type appendGroup struct {
+	maxWriters int // groups written at once (WithGroupWriters)
+
 	mu      sync.Mutex
 	queue   []*pendingAppend
-	writing bool // a group is being written; the queue's head writes the next
+	writing int // groups being written; at maxWriters, appends queue
 }
 
 // submit writes p, alone or in a group, and returns when p.err is final.
@@ -38,32 +40,35 @@ type appendGroup struct {
 // already sent, and its outcome is then only known when that statement
 // returns (at most groupTimeout).
 func (g *appendGroup) submit(ctx context.Context, s *Store, p *pendingAppend) {
-	p.done, p.lead = make(chan struct{}), make(chan struct{})
 	g.mu.Lock()
-	g.queue = append(g.queue, p)
-	if g.writing {
+	if g.writing >= g.maxWriters {
+		p.done, p.lead = make(chan struct{}), make(chan struct{})
+		g.queue = append(g.queue, p)
 		g.mu.Unlock()
 		select {
 		case <-p.done:
 			return
-		case <-p.lead: // p is at the head of the queue: it writes the next group
+		case <-p.lead: // a writer that finished took p off the queue: p writes the next group
 		}
 	} else {
-		g.writing = true
+		g.writing++
 		g.mu.Unlock()
 	}
 	g.mu.Lock()
-	batch := g.queue[:min(len(g.queue), maxGroup)]
-	g.queue = g.queue[len(batch):]
+	n := min(len(g.queue), maxGroup-1)
+	batch := append([]*pendingAppend{p}, g.queue[:n]...)
+	g.queue = g.queue[n:]
 	g.mu.Unlock()
 
 	s.writeGroup(context.WithoutCancel(ctx), batch)
 
 	g.mu.Lock()
 	if len(g.queue) > 0 {
-		close(g.queue[0].lead)
+		next := g.queue[0]
+		g.queue = g.queue[1:]
+		close(next.lead)
 	} else {
-		g.writing = false
+		g.writing--
 		g.queue = nil // let the old backing array go
 	}
 	g.mu.Unlock()
@@ -95,7 +100,9 @@ func (s *Store) writeGroup(ctx context.Context, batch []*pendingAppend) {
 	wrote := false
 	for _, p := range batch {
 		wrote = wrote || p.err == nil
-		close(p.done)
+		if p.done != nil {
+			close(p.done)
+		}
 	}
 	if wrote {
 		s.onAppend()

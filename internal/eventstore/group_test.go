@@ -14,24 +14,26 @@ import (
 	"github.com/escqrs/platform/pkg/events"
 )
 
-// Appends that arrive while another is being written are written together
+// Appends that arrive while others are being written are written together
 // in one statement, and a request that fails there fails alone. The test
-// holds a SHARE lock on events so that the first append blocks inside its
-// write; the others then queue behind it, and once the lock goes they are
-// written as one group.
+// holds a SHARE lock on events so that the first appends (one per writer)
+// block inside their writes; the others then queue behind them, and once
+// the lock goes they are written as one group.
 func TestGroupCommit(t *testing.T) {
 	existing := uuid.New()
 	sharedID := uuid.New()
 	tests := []struct {
-		name string
-		reqs []AppendRequest
+		name    string
+		writers int
+		reqs    []AppendRequest
 		// wantErr[i] is the sentinel request i must fail with (nil: written).
 		// In wantOneOf, exactly one request of each pair is written.
 		wantErr   []error
 		wantOneOf [][2]int
 	}{
 		{
-			name: "a gap fails alone",
+			name:    "a gap fails alone",
+			writers: 1,
 			reqs: []AppendRequest{
 				deposit(uuid.New(), 0, uuid.Nil),
 				deposit(existing, 5, uuid.Nil), // the stream is at 1
@@ -40,7 +42,8 @@ func TestGroupCommit(t *testing.T) {
 			wantErr: []error{nil, ErrVersionConflict, nil},
 		},
 		{
-			name: "a lost race and a duplicate event id fail alone",
+			name:    "a lost race and a duplicate event id fail alone",
+			writers: 1,
 			reqs: []AppendRequest{
 				deposit(uuid.New(), 0, uuid.Nil),
 				deposit(existing, 1, uuid.Nil),
@@ -52,6 +55,12 @@ func TestGroupCommit(t *testing.T) {
 			wantErr:   []error{nil, nil, nil, nil, nil, nil},
 			wantOneOf: [][2]int{{1, 2}, {3, 4}},
 		},
+		{
+			name:    "two writers",
+			writers: 2,
+			reqs:    []AppendRequest{deposit(uuid.New(), 0, uuid.Nil), deposit(existing, 1, uuid.Nil), deposit(uuid.New(), 0, uuid.Nil)},
+			wantErr: []error{nil, nil, nil},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,7 +71,7 @@ func TestGroupCommit(t *testing.T) {
 			}
 			pool := testenv.NewPool(t, url)
 			reg := prometheus.NewRegistry()
-			s := New(pool, WithMetrics(reg))
+			s := New(pool, WithMetrics(reg), WithGroupWriters(tc.writers))
 			if _, err := s.Append(ctx, deposit(existing, 0, uuid.Nil)); err != nil {
 				t.Fatal(err)
 			}
@@ -75,12 +84,14 @@ func TestGroupCommit(t *testing.T) {
 			if _, err := lock.Exec(ctx, "LOCK TABLE events IN SHARE MODE"); err != nil {
 				t.Fatal(err)
 			}
-			first := make(chan error, 1)
-			go func() {
-				_, err := s.Append(ctx, deposit(uuid.New(), 0, uuid.Nil))
-				first <- err
-			}()
-			waitFor(t, "the first append to take its group", func() bool { writing, queued := s.group.state(); return writing && queued == 0 })
+			first := make(chan error, tc.writers)
+			for w := 1; w <= tc.writers; w++ {
+				go func() {
+					_, err := s.Append(ctx, deposit(uuid.New(), 0, uuid.Nil))
+					first <- err
+				}()
+				waitFor(t, "a blocked append to take its group", func() bool { writing, queued := s.group.state(); return writing == w && queued == 0 })
+			}
 			errs := make([]chan error, len(tc.reqs))
 			for i, req := range tc.reqs {
 				errs[i] = make(chan error, 1)
@@ -94,8 +105,10 @@ func TestGroupCommit(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			if err := <-first; err != nil {
-				t.Fatalf("first append: %v", err)
+			for range tc.writers {
+				if err := <-first; err != nil {
+					t.Fatalf("blocked append: %v", err)
+				}
 			}
 			got := make([]error, len(tc.reqs))
 			for i := range errs {
@@ -136,10 +149,10 @@ func TestGroupCommit(t *testing.T) {
 				}
 			}
 
-			// One statement for the first append, one for all the others.
+			// The setup's statement, one per blocked append, and one for all the others.
 			count, sum := histogram(t, reg, "eventstore_append_group_size")
-			if count != 3 || sum != float64(2+len(tc.reqs)) {
-				t.Errorf("group sizes: %d groups of %v appends in all, want 3 groups (setup, first, the rest) of %d", count, sum, 2+len(tc.reqs))
+			if wantCount, wantSum := 2+tc.writers, 1+tc.writers+len(tc.reqs); count != uint64(wantCount) || sum != float64(wantSum) {
+				t.Errorf("%d groups of %v appends in all, want %d groups of %d", count, sum, wantCount, wantSum)
 			}
 		})
 	}
@@ -182,7 +195,7 @@ func histogram(t *testing.T, reg *prometheus.Registry, name string) (uint64, flo
 }
 
 // state says whether a group is being written and how many appends wait.
-func (g *appendGroup) state() (writing bool, queued int) {
+func (g *appendGroup) state() (writing, queued int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.writing, len(g.queue)

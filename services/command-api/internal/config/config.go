@@ -22,7 +22,10 @@ type Config struct {
 	SnapshotEveryAccount int64
 	SnapshotEveryOrder   int64
 	DBMaxConns           int32
-	ShutdownTimeout      time.Duration
+	// AppendGroupWriters is how many groups of appends are written at once
+	// (eventstore.WithGroupWriters).
+	AppendGroupWriters int
+	ShutdownTimeout    time.Duration
 }
 
 // FromEnv reads the configuration, with defaults that match the local stack.
@@ -40,6 +43,7 @@ func FromEnv() (Config, error) {
 		SnapshotEveryAccount: int64(env.Int("SNAPSHOT_EVERY_ACCOUNT", 100)),
 		SnapshotEveryOrder:   int64(env.Int("SNAPSHOT_EVERY_ORDER", 0)),
 		DBMaxConns:           int32(env.Int("DB_MAX_CONNS", 40)),
+		AppendGroupWriters:   env.Int("APPEND_GROUP_WRITERS", 1),
 		ShutdownTimeout:      env.Duration("SHUTDOWN_TIMEOUT", 20*time.Second),
 	}
 	return c, errors.Join(env.Err(), c.Validate())
@@ -65,6 +69,9 @@ func (c Config) Validate() error {
 	}
 	if c.DBMaxConns < 2 {
 		errs = append(errs, fmt.Errorf("DB_MAX_CONNS=%d: must be at least 2 (the relay holds one)", c.DBMaxConns))
+	}
+	if c.AppendGroupWriters < 1 || int32(c.AppendGroupWriters) >= c.DBMaxConns {
+		errs = append(errs, fmt.Errorf("APPEND_GROUP_WRITERS=%d: must be at least 1 and below DB_MAX_CONNS", c.AppendGroupWriters))
 	}
 	return errors.Join(errs...)
 }

@@ -57,7 +57,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	}
 	reg := obs.NewRegistry()
 	notifier := relay.NewNotifier(pool, log)
-	store := eventstore.New(pool, eventstore.WithAppendHook(notifier.Poke), eventstore.WithMetrics(reg))
+	store := eventstore.New(pool, eventstore.WithAppendHook(notifier.Poke), eventstore.WithMetrics(reg), eventstore.WithGroupWriters(cfg.AppendGroupWriters))
 	aggMetrics := aggregate.NewMetrics(reg)
 	svc := app.NewService(store, idempotency.New(pool),
 		aggregate.NewRepository(store, aggregate.Accounts, cfg.SnapshotEveryAccount, log, aggMetrics),
