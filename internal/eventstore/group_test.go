@@ -27,9 +27,10 @@ func TestGroupCommit(t *testing.T) {
 		writers int
 		reqs    []AppendRequest
 		// wantErr[i] is the sentinel request i must fail with (nil: written).
-		// In wantOneOf, exactly one request of each pair is written.
+		// Of each pair in wantOneOf, exactly one request is written and the
+		// other fails with loserErr.
 		wantErr   []error
-		wantOneOf [][2]int
+		wantOneOf []oneOf
 	}{
 		{
 			name:    "a gap fails alone",
@@ -53,7 +54,7 @@ func TestGroupCommit(t *testing.T) {
 				deposit(uuid.New(), 0, uuid.Nil),
 			},
 			wantErr:   []error{nil, nil, nil, nil, nil, nil},
-			wantOneOf: [][2]int{{1, 2}, {3, 4}},
+			wantOneOf: []oneOf{{requests: [2]int{1, 2}, loserErr: ErrVersionConflict}, {requests: [2]int{3, 4}, loserErr: ErrDuplicateEvent}},
 		},
 		{
 			name:    "two writers",
@@ -116,17 +117,15 @@ func TestGroupCommit(t *testing.T) {
 			}
 			want := slices.Clone(tc.wantErr)
 			for _, pair := range tc.wantOneOf {
-				a, b := pair[0], pair[1]
+				a, b := pair.requests[0], pair.requests[1]
 				if (got[a] == nil) == (got[b] == nil) {
 					t.Errorf("requests %d and %d: errors %v and %v, want exactly one written", a, b, got[a], got[b])
 					continue
 				}
 				if got[a] == nil {
-					a, b = b, a
+					a = b
 				}
-				if want[a] = ErrVersionConflict; errors.Is(got[a], ErrDuplicateEvent) {
-					want[a] = ErrDuplicateEvent
-				}
+				want[a] = pair.loserErr
 			}
 			for i := range tc.reqs {
 				if (want[i] == nil && got[i] != nil) || (want[i] != nil && !errors.Is(got[i], want[i])) {
@@ -156,6 +155,11 @@ func TestGroupCommit(t *testing.T) {
 			}
 		})
 	}
+}
+
+type oneOf struct {
+	requests [2]int
+	loserErr error
 }
 
 // deposit appends a deposit to stream at expected; a nil eventID gets a new one.
