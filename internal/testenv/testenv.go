@@ -20,11 +20,15 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Local defaults, matching scripts/stack.sh.
+// Local defaults, matching scripts/stack.sh. Redis is its database 15, not
+// the 0 that `make run` fills: tests look for their keys with SCAN, which
+// walks the whole database, and after a few bench-latency runs database 0
+// holds millions of customer keys (a projector-stats rebuild test then took
+// over 8 minutes instead of seconds).
 const (
 	DefaultDatabaseURL      = "postgres://cqrs:cqrs@127.0.0.1:5432/cqrs?sslmode=disable"
 	DefaultKafkaBrokers     = "127.0.0.1:9092"
-	DefaultRedisURL         = "redis://127.0.0.1:6379/0"
+	DefaultRedisURL         = "redis://127.0.0.1:6379/15"
 	DefaultElasticsearchURL = "http://127.0.0.1:9200"
 )
 
