@@ -166,6 +166,11 @@ func (s *Store) Append(ctx context.Context, req AppendRequest) ([]events.Envelop
 		return nil, err
 	}
 	if req.InTx == nil {
+		// Once queued, an append is written whatever becomes of its caller
+		// (group.go), so a caller that has already gone writes nothing.
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("append to %s %s: %w", req.StreamType, req.StreamID, err)
+		}
 		s.group.submit(ctx, s, p)
 		err = p.err
 	} else {

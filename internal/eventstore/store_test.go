@@ -106,6 +106,20 @@ func TestAppendVersionGuard(t *testing.T) {
 	}
 }
 
+// An append whose caller has gone before it is queued writes nothing.
+func TestAppendOfAGoneCallerWritesNothing(t *testing.T) {
+	s := newStore(t)
+	id := uuid.New()
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := appendOne(gone, s, id, 0, deposit(1)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if v, err := s.StreamVersion(context.Background(), id); err != nil || v != 0 {
+		t.Fatalf("stream version = %d (%v), want 0: nothing written", v, err)
+	}
+}
+
 func TestEventsAreAppendOnly(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
