@@ -88,7 +88,7 @@ func WithMetrics(reg prometheus.Registerer) Option {
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	s := &Store{pool: pool, registry: events.Default, onAppend: func() {}, group: appendGroup{maxWriters: 1},
 		appended: prometheus.NewCounter(prometheus.CounterOpts{Name: "eventstore_appended_events_total", Help: "Events appended."}),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "eventstore_append_duration_seconds", Help: "Append transaction latency.",
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "eventstore_append_duration_seconds", Help: "Append latency, from the call to the commit (with the wait for a group being written).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}}),
 		conflict: prometheus.NewCounter(prometheus.CounterOpts{Name: "eventstore_version_conflicts_total", Help: "Appends rejected by the version guard."}),
 		groupSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "eventstore_append_group_size", Help: "Appends written together in one statement (group commit).",
