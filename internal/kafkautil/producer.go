@@ -35,9 +35,10 @@ type Producer struct {
 }
 
 // topicPartitions is a topic's partitions as the cluster last reported
-// them: the leader's broker id of partitions 0..n-1, whose ids are the list
-// kafka.Writer hands its balancer.
+// them: their ids 0..n-1 (the list kafka.Writer hands its balancer) and
+// the broker id of each one's leader.
 type topicPartitions struct {
+	ids       []int
 	leaders   []int
 	fetchedAt time.Time
 }
@@ -123,7 +124,7 @@ func (p *Producer) partition(ctx context.Context, msgs []kafka.Message) ([]parti
 			if err != nil {
 				return nil, err
 			}
-			topicIDs = partitionIDs(len(tp.leaders))
+			topicIDs = tp.ids
 			ids[m.Topic] = topicIDs
 		}
 		key := topicPartition{m.Topic, p.balancer.Balance(m, topicIDs...)}
@@ -141,15 +142,6 @@ func (p *Producer) partition(ctx context.Context, msgs []kafka.Message) ([]parti
 type topicPartition struct {
 	topic     string
 	partition int
-}
-
-// partitionIDs is 0..n-1.
-func partitionIDs(n int) []int {
-	ids := make([]int, n)
-	for i := range ids {
-		ids[i] = i
-	}
-	return ids
 }
 
 // produceAttempts bounds the tries of a call (its metadata lookups, then a
@@ -270,9 +262,10 @@ func (p *Producer) topicPartitions(ctx context.Context, topic string) (topicPart
 		}
 		return tp, fmt.Errorf("metadata of topic %s: %w", topic, cause)
 	}
-	tp = topicPartitions{leaders: make([]int, len(meta.Topics[0].Partitions)), fetchedAt: time.Now()}
-	for i := range tp.leaders {
-		tp.leaders[i] = -1
+	n := len(meta.Topics[0].Partitions)
+	tp = topicPartitions{ids: make([]int, n), leaders: make([]int, n), fetchedAt: time.Now()}
+	for i := range n {
+		tp.ids[i], tp.leaders[i] = i, -1
 	}
 	for _, part := range meta.Topics[0].Partitions {
 		if part.ID >= 0 && part.ID < len(tp.leaders) {
