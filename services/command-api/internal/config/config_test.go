@@ -1,8 +1,9 @@
 package config
 
 import (
-	"strings"
 	"testing"
+
+	"github.com/escqrs/platform/internal/envconfig/envconfigtest"
 )
 
 func TestFromEnv(t *testing.T) {
@@ -28,24 +29,9 @@ func TestFromEnv(t *testing.T) {
 			wantErr: []string{"APPEND_GROUP_WRITERS=8", "RELAY_BATCH_SIZE=0", "KAFKA_PARTITIONS"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, name := range []string{"APPEND_GROUP_WRITERS", "DB_MAX_CONNS", "RELAY_BATCH_SIZE", "KAFKA_PARTITIONS", "HTTP_ADDR"} {
-				t.Setenv(name, tc.env[name])
-			}
-			c, err := FromEnv()
-			if len(tc.wantErr) == 0 {
-				if err != nil {
-					t.Fatalf("FromEnv: %v", err)
-				}
+			names := []string{"APPEND_GROUP_WRITERS", "DB_MAX_CONNS", "RELAY_BATCH_SIZE", "KAFKA_PARTITIONS", "HTTP_ADDR"}
+			if c, ok := envconfigtest.FromEnv(t, FromEnv, names, tc.env, tc.wantErr); ok {
 				tc.check(t, c)
-				return
-			}
-			if err == nil {
-				t.Fatal("FromEnv accepted an invalid environment")
-			}
-			for _, s := range tc.wantErr {
-				if !strings.Contains(err.Error(), s) {
-					t.Errorf("error %q does not mention %s", err, s)
-				}
 			}
 		})
 	}

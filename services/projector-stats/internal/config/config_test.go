@@ -1,8 +1,9 @@
 package config
 
 import (
-	"strings"
 	"testing"
+
+	"github.com/escqrs/platform/internal/envconfig/envconfigtest"
 )
 
 func TestFromEnv(t *testing.T) {
@@ -32,24 +33,9 @@ func TestFromEnv(t *testing.T) {
 			wantErr: []string{"REDIS_URL", "MAX_BATCH=0", "KAFKA_PARTITIONS"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, name := range []string{"REDIS_URL", "MAX_BATCH", "KAFKA_PARTITIONS", "HTTP_ADDR", "CONSUMER_GROUP"} {
-				t.Setenv(name, tc.env[name])
-			}
-			c, err := FromEnv()
-			if len(tc.wantErr) == 0 {
-				if err != nil {
-					t.Fatalf("FromEnv: %v", err)
-				}
+			names := []string{"REDIS_URL", "MAX_BATCH", "KAFKA_PARTITIONS", "HTTP_ADDR", "CONSUMER_GROUP"}
+			if c, ok := envconfigtest.FromEnv(t, FromEnv, names, tc.env, tc.wantErr); ok {
 				tc.check(t, c)
-				return
-			}
-			if err == nil {
-				t.Fatal("FromEnv accepted an invalid environment")
-			}
-			for _, s := range tc.wantErr {
-				if !strings.Contains(err.Error(), s) {
-					t.Errorf("error %q does not mention %s", err, s)
-				}
 			}
 		})
 	}

@@ -1,8 +1,9 @@
 package config
 
 import (
-	"strings"
 	"testing"
+
+	"github.com/escqrs/platform/internal/envconfig/envconfigtest"
 )
 
 func TestFromEnv(t *testing.T) {
@@ -28,24 +29,9 @@ func TestFromEnv(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for _, k := range []string{"ELASTICSEARCH_URL", "HTTP_ADDR", "MAX_BATCH", "KAFKA_PARTITIONS", "CONSUMER_GROUP"} {
-				t.Setenv(k, tt.env[k])
-			}
-			c, err := FromEnv()
-			if tt.wantErr == nil {
-				if err != nil {
-					t.Fatal(err)
-				}
+			names := []string{"ELASTICSEARCH_URL", "HTTP_ADDR", "MAX_BATCH", "KAFKA_PARTITIONS", "CONSUMER_GROUP"}
+			if c, ok := envconfigtest.FromEnv(t, FromEnv, names, tt.env, tt.wantErr); ok {
 				tt.check(t, c)
-				return
-			}
-			if err == nil {
-				t.Fatal("no error")
-			}
-			for _, s := range tt.wantErr {
-				if !strings.Contains(err.Error(), s) {
-					t.Errorf("error %q does not mention %s", err, s)
-				}
 			}
 		})
 	}
