@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -117,6 +118,7 @@ func (m *Model) applyFast(ctx context.Context, orders, accounts []*stream) (Resu
 	if nAccounts > 0 {
 		b.Queue(stepAccountsSQL, append(append(accountSteps.args(), stepActivity.args()...), nAccounts)...)
 	}
+	queueChangeNotice(b, orders, accounts)
 	b.Queue(checkpointSQL, ordersdb.Projection, res.Position, res.Applied)
 	if err := m.db.SendBatch(ctx, b).Close(); err != nil {
 		if isNotAtExpectedVersion(err) {
@@ -311,3 +313,18 @@ const insertAccountsWithActivitySQL = `WITH ins AS (` + insertAccountsSQL + `
 	` + activityConflict + `
 )
 SELECT readmodel_expect_rows(count(*), $18) FROM ins`
+
+// queueChangeNotice names the batch's streams on ordersdb.ChangesChannel, in
+// the transaction that writes them: the query API's ?min_version reads of
+// those rows wake when it commits. A stream the batch turns out to skip
+// (already applied) costs such a read one needless look.
+func queueChangeNotice(b *pgx.Batch, orders, accounts []*stream) {
+	ids := make([]uuid.UUID, 0, len(orders)+len(accounts))
+	for _, s := range orders {
+		ids = append(ids, s.id)
+	}
+	for _, s := range accounts {
+		ids = append(ids, s.id)
+	}
+	b.Queue(ordersdb.NotifyChangesSQL, ordersdb.ChangesChannel, ordersdb.ChangePayloads(ids))
+}

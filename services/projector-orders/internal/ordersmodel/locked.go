@@ -29,7 +29,7 @@ func (m *Model) applyLocked(ctx context.Context, orders, accounts []*stream) (Re
 		if err := w.lockAndFold(ctx, tx, lockOrders, lockAccounts); err != nil {
 			return err
 		}
-		if err := w.flush(ctx, tx); err != nil {
+		if err := w.flush(ctx, tx, orders, accounts); err != nil {
 			return err
 		}
 		res = w.res
@@ -231,10 +231,11 @@ func streamIDs(ss []*stream) []pgtype.UUID {
 	return ids
 }
 
-// flush writes the updates, the activity rows and the checkpoint in one
-// pipelined round trip. Every updated row is locked by this transaction, so
-// an update that misses its version means a bug, not a race: it fails.
-func (w *writes) flush(ctx context.Context, tx pgx.Tx) error {
+// flush writes the updates, the activity rows, the change notice and the
+// checkpoint in one pipelined round trip. Every updated row is locked by
+// this transaction, so an update that misses its version means a bug, not
+// a race: it fails.
+func (w *writes) flush(ctx context.Context, tx pgx.Tx, orders, accounts []*stream) error {
 	if w.res.Applied == 0 {
 		return nil
 	}
@@ -256,6 +257,7 @@ func (w *writes) flush(ctx context.Context, tx pgx.Tx) error {
 	if n := len(w.activity.ids); n > 0 {
 		b.Queue(upsertActivitySQL, w.activity.args()...).Exec(expect("write account_activity", n))
 	}
+	queueChangeNotice(b, orders, accounts)
 	b.Queue(checkpointSQL, ordersdb.Projection, w.res.Position, w.res.Applied)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("write changes: %w", err)

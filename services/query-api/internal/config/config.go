@@ -30,8 +30,12 @@ type Config struct {
 	LogLevel             string
 	// ReadWait is how long ?min_version waits for the projection by default.
 	ReadWait time.Duration
-	// PollInterval is how often a ?min_version wait re-reads the model.
+	// PollInterval is how often a ?min_version wait re-reads the model
+	// while the change feed is down.
 	PollInterval time.Duration
+	// RecheckInterval is how often it re-reads while the change feed is up
+	// (it wakes on the notification of its row; this catches one missed).
+	RecheckInterval time.Duration
 	// StatsNamespaceKey is the Redis key naming the active stats namespace.
 	StatsNamespaceKey string
 	// StatsDefaultNamespace is used while StatsNamespaceKey is unset.
@@ -63,6 +67,7 @@ func FromEnv() (Config, error) {
 		LogLevel:              env.String("LOG_LEVEL", "info"),
 		ReadWait:              env.Duration("READ_WAIT", 2*time.Second),
 		PollInterval:          env.Duration("READ_POLL_INTERVAL", 10*time.Millisecond),
+		RecheckInterval:       env.Duration("READ_RECHECK_INTERVAL", 250*time.Millisecond),
 		StatsNamespaceKey:     env.String("STATS_NAMESPACE_KEY", statsKey),
 		StatsDefaultNamespace: statsNS,
 		SearchAlias:           env.String("SEARCH_ALIAS", searchPrefix+searchdoc.Alias),
@@ -98,6 +103,9 @@ func (c Config) Validate() error {
 	}
 	if c.PollInterval <= 0 || c.PollInterval > time.Second {
 		errs = append(errs, fmt.Errorf("READ_POLL_INTERVAL=%s: must be above 0 and at most 1s", c.PollInterval))
+	}
+	if c.RecheckInterval <= 0 || c.RecheckInterval > MaxReadWait {
+		errs = append(errs, fmt.Errorf("READ_RECHECK_INTERVAL=%s: must be above 0 and at most %s", c.RecheckInterval, MaxReadWait))
 	}
 	if c.StatsNamespaceKey == "" {
 		errs = append(errs, errors.New("STATS_NAMESPACE_KEY is empty"))

@@ -8,7 +8,7 @@ import (
 
 func TestFromEnvDefaults(t *testing.T) {
 	for _, v := range []string{"HTTP_ADDR", "DATABASE_URL", "READMODEL_DATABASE_URL", "REDIS_URL", "ELASTICSEARCH_URL", "READ_WAIT",
-		"STATS_NAMESPACE_KEY", "SEARCH_ALIAS", "SEARCH_CHECKPOINT_INDEX", "PROJECTION_LAG_INTERVAL", "READ_POLL_INTERVAL"} {
+		"STATS_NAMESPACE_KEY", "SEARCH_ALIAS", "SEARCH_CHECKPOINT_INDEX", "PROJECTION_LAG_INTERVAL", "READ_POLL_INTERVAL", "READ_RECHECK_INTERVAL"} {
 		t.Setenv(v, "")
 	}
 	c, err := FromEnv()
@@ -16,6 +16,7 @@ func TestFromEnvDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.HTTPAddr != ":8081" || c.ReadWait != 2*time.Second || c.ReadModelDatabaseURL != c.DatabaseURL ||
+		c.PollInterval != 10*time.Millisecond || c.RecheckInterval != 250*time.Millisecond ||
 		c.StatsNamespaceKey != "stats:active-namespace" || c.SearchAlias != "orders" || c.SearchCheckpointIndex != "projection-checkpoints" {
 		t.Fatalf("defaults %+v", c)
 	}
@@ -40,7 +41,7 @@ func TestValidate(t *testing.T) {
 	valid := func() Config {
 		return Config{HTTPAddr: ":8081", DatabaseURL: "postgres://x", ReadModelDatabaseURL: "postgres://x", RedisURL: "redis://127.0.0.1:6379/0",
 			ElasticsearchURL: "http://127.0.0.1:9200", ReadWait: 2 * time.Second, PollInterval: 10 * time.Millisecond,
-			StatsNamespaceKey: "k", SearchAlias: "orders", SearchCheckpointIndex: "cp", DBMaxConns: 5, ShutdownTimeout: time.Second}
+			RecheckInterval: 250 * time.Millisecond, StatsNamespaceKey: "k", SearchAlias: "orders", SearchCheckpointIndex: "cp", DBMaxConns: 5, ShutdownTimeout: time.Second}
 	}
 	if err := valid().Validate(); err != nil {
 		t.Fatalf("valid config rejected: %v", err)
@@ -57,6 +58,8 @@ func TestValidate(t *testing.T) {
 		{"READ_WAIT", func(c *Config) { c.ReadWait = 11 * time.Second }},
 		{"READ_WAIT", func(c *Config) { c.ReadWait = -time.Second }},
 		{"READ_POLL_INTERVAL", func(c *Config) { c.PollInterval = 0 }},
+		{"READ_RECHECK_INTERVAL", func(c *Config) { c.RecheckInterval = 0 }},
+		{"READ_RECHECK_INTERVAL", func(c *Config) { c.RecheckInterval = time.Minute }},
 		{"STATS_NAMESPACE_KEY", func(c *Config) { c.StatsNamespaceKey = "" }},
 		{"SEARCH_ALIAS", func(c *Config) { c.SearchAlias = "" }},
 		{"SEARCH_CHECKPOINT_INDEX", func(c *Config) { c.SearchCheckpointIndex = "" }},

@@ -34,7 +34,7 @@ func (h *handler) getOrder(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	o, found, reached, err := readAtLeast(r.Context(), h, m,
+	o, found, reached, err := readAtLeast(r.Context(), h, m, id,
 		func(ctx context.Context) (model.Order, error) { return h.Views.Order(ctx, id) },
 		func(o model.Order) int64 { return o.Version })
 	if err != nil {

@@ -53,13 +53,22 @@ type pending struct {
 	MinVersion int64  `json:"min_version"`
 }
 
-// readAtLeast loads a versioned entity from a read model, re-reading every
-// poll interval until it exists at minVersion or later, or wait has passed.
-// Without minVersion it reads once. found says whether the entity exists at
-// all; reached whether it is at minVersion.
-func readAtLeast[T any](ctx context.Context, h *handler, m readMode, load func(context.Context) (T, error),
+// readAtLeast loads a versioned entity from a read model until it exists
+// at minVersion or later, or wait has passed. Without minVersion it reads
+// once. While it waits it re-reads when the change feed announces a change
+// of the entity (stream id), and every poll interval in case it missed one:
+// PollInterval while the feed is down, RecheckInterval while it is up. found
+// says whether the entity exists at all; reached whether it is at
+// minVersion.
+func readAtLeast[T any](ctx context.Context, h *handler, m readMode, id uuid.UUID, load func(context.Context) (T, error),
 	version func(T) int64) (v T, found, reached bool, err error) {
 	deadline := time.Now().Add(m.wait)
+	var changed <-chan struct{}
+	if m.minVersion > 0 && h.Changes != nil {
+		var stop func()
+		changed, stop = h.Changes.Watch(id) // before the first read: a change after it wakes us
+		defer stop()
+	}
 	for {
 		v, err = load(ctx)
 		found = err == nil
@@ -73,11 +82,17 @@ func readAtLeast[T any](ctx context.Context, h *handler, m readMode, load func(c
 		if left <= 0 {
 			return v, found, false, nil
 		}
-		t := time.NewTimer(min(h.cfg.PollInterval, left))
+		poll := h.cfg.PollInterval
+		if changed != nil && h.Changes.Live() {
+			poll = h.cfg.RecheckInterval
+		}
+		t := time.NewTimer(min(poll, left))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return v, found, false, ctx.Err()
+		case <-changed:
+			t.Stop()
 		case <-t.C:
 		}
 	}

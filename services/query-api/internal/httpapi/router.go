@@ -61,6 +61,13 @@ type Projections interface {
 	Report(ctx context.Context) (projections.Report, error)
 }
 
+// Changes announces changes of read-model rows by stream id
+// (changefeed.Feed): a ?min_version read waits on it between its reads.
+type Changes interface {
+	Watch(id uuid.UUID) (changed <-chan struct{}, stop func())
+	Live() bool
+}
+
 // Deps are the sources the handlers read.
 type Deps struct {
 	Views       Views
@@ -70,6 +77,8 @@ type Deps struct {
 	Orders      OrderLoader
 	Accounts    AccountLoader
 	Projections Projections
+	// Changes may be nil: ?min_version reads then poll.
+	Changes Changes
 }
 
 // Config tunes the handlers.
@@ -78,8 +87,12 @@ type Config struct {
 	ReadWait time.Duration
 	// MaxWait caps ?wait=.
 	MaxWait time.Duration
-	// PollInterval is how often a ?min_version read re-reads the model.
+	// PollInterval is how often a ?min_version read re-reads the model
+	// while no change feed tells it when to.
 	PollInterval time.Duration
+	// RecheckInterval is how often it re-reads while the change feed is up,
+	// in case a change went unannounced (a rebuild's rows).
+	RecheckInterval time.Duration
 	// RetryAfter is what a 202 or 503 tells the client to wait.
 	RetryAfter time.Duration
 }
@@ -107,6 +120,9 @@ func NewRouter(deps Deps, cfg Config, log *slog.Logger, health *httpx.Health, re
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 10 * time.Millisecond
+	}
+	if cfg.RecheckInterval <= 0 {
+		cfg.RecheckInterval = 250 * time.Millisecond
 	}
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = time.Second

@@ -108,7 +108,7 @@ func newEnv(t *testing.T) *env {
 	e.cfg = config.Config{
 		HTTPAddr: "127.0.0.1:0", DatabaseURL: dbURL, ReadModelDatabaseURL: dbURL,
 		RedisURL: testenv.RedisURL(), ElasticsearchURL: testenv.ElasticsearchURL(), LogLevel: "error",
-		ReadWait: 2 * time.Second, PollInterval: 10 * time.Millisecond,
+		ReadWait: 2 * time.Second, PollInterval: 10 * time.Millisecond, RecheckInterval: 250 * time.Millisecond,
 		StatsNamespaceKey: nsKey, SearchAlias: alias, SearchCheckpointIndex: cpIndex,
 		DBMaxConns: 10, ShutdownTimeout: 5 * time.Second,
 	}
@@ -390,7 +390,8 @@ func metric(t *testing.T, url, series string) float64 {
 func configFor(dbURL, redisURL, esURL string) config.Config {
 	return config.Config{
 		HTTPAddr: "127.0.0.1:0", DatabaseURL: dbURL, ReadModelDatabaseURL: dbURL, RedisURL: redisURL,
-		ElasticsearchURL: esURL, LogLevel: "error", ReadWait: 2 * time.Second, PollInterval: 10 * time.Millisecond,
+		ElasticsearchURL: esURL, LogLevel: "error", ReadWait: 2 * time.Second,
+		PollInterval: 10 * time.Millisecond, RecheckInterval: 250 * time.Millisecond,
 		StatsNamespaceKey: randomName("qapitest") + ":active-namespace", SearchAlias: randomName("qapitest"),
 		SearchCheckpointIndex: randomName("qapitest"), DBMaxConns: 10, ShutdownTimeout: 5 * time.Second,
 	}

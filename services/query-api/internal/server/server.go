@@ -1,6 +1,6 @@
 // Package server wires the query API: Postgres pools (event store and read
-// models), Redis, Elasticsearch, the readers, the projection monitor and
-// the HTTP routes.
+// models), Redis, Elasticsearch, the readers, the projection monitor, the
+// change feed and the HTTP routes.
 package server
 
 import (
@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/olivere/elastic/v7"
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,7 @@ import (
 	"github.com/escqrs/platform/internal/readmodel/searchdoc"
 	"github.com/escqrs/platform/internal/readmodel/statskeys"
 	"github.com/escqrs/platform/pkg/events"
+	"github.com/escqrs/platform/services/query-api/internal/changefeed"
 	"github.com/escqrs/platform/services/query-api/internal/config"
 	"github.com/escqrs/platform/services/query-api/internal/httpapi"
 	"github.com/escqrs/platform/services/query-api/internal/model"
@@ -46,6 +48,8 @@ type Server struct {
 	handler  http.Handler
 	registry *prometheus.Registry
 	close    sync.Once
+	// stopFeed ends the change feed's goroutine and waits for it.
+	stopFeed func()
 }
 
 // New connects (lazily: no engine needs to be up yet) and wires the
@@ -104,15 +108,31 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		checks["postgres_read_models"] = func(ctx context.Context) error { return viewPool.Ping(ctx) }
 	}
 	s.health = httpx.NewHealth(checks)
+	feed := s.startFeed(viewPool)
 	// Snapshot interval 0: the query API reads snapshots but never writes them.
 	deps := httpapi.Deps{
-		Views: views, Stats: stats, Search: search, Events: store, Projections: s.monitor,
+		Views: views, Stats: stats, Search: search, Events: store, Projections: s.monitor, Changes: feed,
 		Orders:   aggregate.NewRepository(store, aggregate.Orders, 0, log, aggMetrics),
 		Accounts: aggregate.NewRepository(store, aggregate.Accounts, 0, log, aggMetrics),
 	}
 	s.handler = httpapi.NewRouter(deps, httpapi.Config{ReadWait: cfg.ReadWait, MaxWait: config.MaxReadWait,
-		PollInterval: cfg.PollInterval}, log, s.health, s.registry)
+		PollInterval: cfg.PollInterval, RecheckInterval: cfg.RecheckInterval}, log, s.health, s.registry)
 	return s, nil
+}
+
+// startFeed listens for projector-orders' change notifications on a
+// connection of its own to the read models' database, from now until Close
+// (not Run: the handler serves ?min_version reads as soon as New returns).
+func (s *Server) startFeed(pool *pgxpool.Pool) *changefeed.Feed {
+	connConfig := pool.Config().ConnConfig
+	feed := changefeed.New(func(ctx context.Context) (*pgx.Conn, error) {
+		return pgx.ConnectConfig(ctx, connConfig.Copy())
+	}, s.log, s.registry)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); feed.Run(ctx) }()
+	s.stopFeed = func() { cancel(); <-done }
+	return feed
 }
 
 func (s *Server) openPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
@@ -138,6 +158,9 @@ func (s *Server) Registry() *prometheus.Registry { return s.registry }
 // Close releases every connection. It is safe to call more than once.
 func (s *Server) Close() {
 	s.close.Do(func() {
+		if s.stopFeed != nil {
+			s.stopFeed()
+		}
 		for _, p := range s.pools {
 			p.Close()
 		}
