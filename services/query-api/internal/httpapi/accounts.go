@@ -31,7 +31,7 @@ func (h *handler) getAccount(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	a, found, reached, err := readAtLeast(r.Context(), h, m, id,
+	a, found, reached, err := readAtLeast(r.Context(), h, m, h.Changes, id,
 		func(ctx context.Context) (model.Account, error) { return h.Views.Account(ctx, id) },
 		func(a model.Account) int64 { return a.Version })
 	if err != nil {

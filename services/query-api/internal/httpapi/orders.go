@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/google/uuid"
+
 	"github.com/escqrs/platform/internal/domain/order"
 	"github.com/escqrs/platform/internal/httpx"
 	"github.com/escqrs/platform/services/query-api/internal/model"
@@ -34,7 +36,7 @@ func (h *handler) getOrder(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	o, found, reached, err := readAtLeast(r.Context(), h, m, id,
+	o, found, reached, err := readAtLeast(r.Context(), h, m, h.Changes, id,
 		func(ctx context.Context) (model.Order, error) { return h.Views.Order(ctx, id) },
 		func(o model.Order) int64 { return o.Version })
 	if err != nil {
@@ -71,11 +73,46 @@ func (h *handler) customerOrders(w http.ResponseWriter, r *http.Request) {
 	}))
 }
 
-// customerStats serves GET /v1/customers/{id}/stats from Redis.
+// customerStats serves GET /v1/customers/{id}/stats from Redis; with
+// ?order_id and ?min_version, once the stats reflect that version of that
+// order (read your writes), else 202 after the wait.
 func (h *handler) customerStats(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathID(w, r, "customer")
 	if !ok {
 		return
+	}
+	p := newParams(r)
+	m := readMode{minVersion: p.int64("min_version", 0, 1, maxInt64), wait: p.wait(h.cfg.ReadWait, h.cfg.MaxWait)}
+	orderID := p.uuid("order_id")
+	if p.has("order_id") != p.has("min_version") {
+		p.add("order_id", "order_id and min_version go together: the stats are awaited for a version of one order")
+	}
+	if p.failed(w, r) {
+		return
+	}
+	if orderID != "" {
+		oid := uuid.MustParse(orderID)
+		type orderVersion struct {
+			customer string
+			version  int64
+		}
+		v, found, reached, err := readAtLeast(r.Context(), h, m, h.StatsChanges, oid,
+			func(ctx context.Context) (orderVersion, error) {
+				c, v, err := h.Stats.OrderVersion(ctx, oid)
+				return orderVersion{c, v}, err
+			},
+			func(v orderVersion) int64 { return v.version })
+		switch {
+		case err != nil:
+			h.fail(w, r, err, "the stats read model")
+			return
+		case found && v.customer != id.String():
+			httpx.Error(w, r, http.StatusBadRequest, fmt.Sprintf("order %s is not customer %s's", oid, id))
+			return
+		case !reached:
+			h.writeVersioned(w, r, m, nil, v.version, found, false, "order")
+			return
+		}
 	}
 	s, err := h.Stats.CustomerStats(r.Context(), id)
 	if errors.Is(err, model.ErrNotFound) {

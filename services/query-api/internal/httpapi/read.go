@@ -55,18 +55,18 @@ type pending struct {
 
 // readAtLeast loads a versioned entity from a read model until it exists
 // at minVersion or later, or wait has passed. Without minVersion it reads
-// once. While it waits it re-reads when the change feed announces a change
-// of the entity (stream id), and every poll interval in case it missed one:
-// PollInterval while the feed is down, RecheckInterval while it is up. found
-// says whether the entity exists at all; reached whether it is at
-// minVersion.
-func readAtLeast[T any](ctx context.Context, h *handler, m readMode, id uuid.UUID, load func(context.Context) (T, error),
-	version func(T) int64) (v T, found, reached bool, err error) {
+// once. While it waits it re-reads when changes (nil: none) announces a
+// change of stream id, and every poll interval in case it missed one:
+// PollInterval while there is no feed or it is down, RecheckInterval while
+// it is up. found says whether the entity exists at all; reached whether it
+// is at minVersion.
+func readAtLeast[T any](ctx context.Context, h *handler, m readMode, changes Changes, id uuid.UUID,
+	load func(context.Context) (T, error), version func(T) int64) (v T, found, reached bool, err error) {
 	deadline := time.Now().Add(m.wait)
 	var changed <-chan struct{}
-	if m.minVersion > 0 && h.Changes != nil {
+	if m.minVersion > 0 && changes != nil {
 		var stop func()
-		changed, stop = h.Changes.Watch(id) // before the first read: a change after it wakes us
+		changed, stop = changes.Watch(id) // before the first read: a change after it wakes us
 		defer stop()
 	}
 	for {
@@ -83,7 +83,7 @@ func readAtLeast[T any](ctx context.Context, h *handler, m readMode, id uuid.UUI
 			return v, found, false, nil
 		}
 		poll := h.cfg.PollInterval
-		if changed != nil && h.Changes.Live() {
+		if changed != nil && changes.Live() {
 			poll = h.cfg.RecheckInterval
 		}
 		t := time.NewTimer(min(poll, left))

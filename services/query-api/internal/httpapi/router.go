@@ -33,6 +33,7 @@ type Views interface {
 // Stats is projector-stats' Redis model.
 type Stats interface {
 	CustomerStats(ctx context.Context, customerID uuid.UUID) (model.CustomerStats, error)
+	OrderVersion(ctx context.Context, orderID uuid.UUID) (customerID string, version int64, err error)
 	TopCustomers(ctx context.Context, limit int) ([]model.TopCustomer, error)
 }
 
@@ -77,8 +78,11 @@ type Deps struct {
 	Orders      OrderLoader
 	Accounts    AccountLoader
 	Projections Projections
-	// Changes may be nil: ?min_version reads then poll.
-	Changes Changes
+	// Changes announces changes of projector-orders' rows, StatsChanges of
+	// projector-stats' orders. Either may be nil: ?min_version reads then
+	// poll.
+	Changes      Changes
+	StatsChanges Changes
 }
 
 // Config tunes the handlers.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
@@ -87,4 +88,62 @@ func TestTopCustomers(t *testing.T) {
 	cfg.StatsNamespaceKey = e.cfg.StatsNamespaceKey + "-unset"
 	e.rdb.Set(ctx, cfg.StatsNamespaceKey, e.keys.NS+"-empty", 0)
 	get(t, e.serve(t, cfg)+"/v1/customers/top").expect(t, http.StatusOK, map[string]any{"items": []any{}})
+}
+
+// TestCustomerStatsReadYourWrites: ?order_id&min_version waits until the
+// stats reflect that version of the order (the order's hash in the stats
+// model, which the projector writes in the same script as the customer's
+// stats).
+func TestCustomerStatsReadYourWrites(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	customer, other := uuid.New(), uuid.New()
+	placed, late := uuid.New(), uuid.New()
+	write := func(order uuid.UUID, version, ordersPlaced int) {
+		t.Helper()
+		if _, err := e.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.HSet(ctx, e.keys.Order(order.String()), map[string]any{"customer_id": customer.String(), "version": version,
+				"status": "placed", "total_cents": 100, "paid_cents": 0})
+			p.HSet(ctx, e.keys.CustomerStats(customer.String()), map[string]any{"orders_placed": ordersPlaced,
+				"orders_paid": 0, "orders_cancelled": 0, "total_spent_cents": 0, "last_order_at": "2026-06-01T12:00:00Z"})
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stats := func(ordersPlaced int) map[string]any {
+		return map[string]any{"customer_id": customer, "orders_placed": ordersPlaced, "orders_paid": 0, "orders_cancelled": 0,
+			"total_spent_cents": 0, "last_order_at": "2026-06-01T12:00:00Z"}
+	}
+	write(placed, 2, 1)
+	path := func(c, order uuid.UUID, query string) string {
+		return "/v1/customers/" + c.String() + "/stats?order_id=" + order.String() + "&" + query
+	}
+
+	t.Run("already reflected", func(t *testing.T) {
+		e.get(t, path(customer, placed, "min_version=2")).expect(t, http.StatusOK, stats(1))
+	})
+	t.Run("reflected by a concurrent write", func(t *testing.T) {
+		done := make(chan response, 1)
+		go func() { done <- e.get(t, path(customer, late, "min_version=1&wait=8s")) }()
+		time.Sleep(200 * time.Millisecond)
+		write(late, 1, 2)
+		(<-done).expect(t, http.StatusOK, stats(2))
+	})
+	t.Run("not reflected in time", func(t *testing.T) {
+		r := e.get(t, path(customer, placed, "min_version=3&wait=100ms"))
+		r.expect(t, http.StatusAccepted, map[string]any{"status": "pending", "version": 2, "min_version": 3})
+		e.get(t, path(customer, uuid.New(), "min_version=1&wait=50ms")).
+			expect(t, http.StatusAccepted, map[string]any{"status": "pending", "version": 0, "min_version": 1})
+	})
+	t.Run("another customer's order", func(t *testing.T) {
+		e.get(t, path(other, placed, "min_version=1")).problem(t, http.StatusBadRequest)
+	})
+	t.Run("bad parameters", func(t *testing.T) {
+		base := "/v1/customers/" + customer.String() + "/stats"
+		e.get(t, base+"?order_id="+placed.String()).badParams(t, "order_id")
+		e.get(t, base+"?min_version=1").badParams(t, "order_id")
+		e.get(t, base+"?order_id=zzz&min_version=0").badParams(t, "min_version", "order_id")
+	})
 }

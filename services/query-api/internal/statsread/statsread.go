@@ -82,6 +82,31 @@ func (r *Reader) CustomerStats(ctx context.Context, customerID uuid.UUID) (model
 	return s, nil
 }
 
+// OrderVersion returns the version of order orderID that the stats reflect
+// and the customer the order belongs to, or model.ErrNotFound when they
+// reflect none of it yet. The projector changes the order's hash and its
+// customer's stats in one script, so stats read after the order's version
+// include that version's effect.
+func (r *Reader) OrderVersion(ctx context.Context, orderID uuid.UUID) (customerID string, version int64, err error) {
+	keys, err := r.Keys(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	vals, err := r.rdb.HMGet(ctx, keys.Order(orderID.String()), statskeys.FieldCustomerID, statskeys.FieldVersion).Result()
+	if err != nil {
+		return "", 0, fmt.Errorf("read order %s in the stats model: %w", orderID, err)
+	}
+	customer, _ := vals[0].(string)
+	v, _ := vals[1].(string)
+	if v == "" {
+		return "", 0, fmt.Errorf("order %s in the stats model: %w", orderID, model.ErrNotFound)
+	}
+	if version, err = strconv.ParseInt(v, 10, 64); err != nil {
+		return "", 0, fmt.Errorf("order %s in the stats model: version %q is not an integer", orderID, v)
+	}
+	return customer, version, nil
+}
+
 // TopCustomers returns the limit customers with the highest total spend,
 // highest first.
 func (r *Reader) TopCustomers(ctx context.Context, limit int) ([]model.TopCustomer, error) {
