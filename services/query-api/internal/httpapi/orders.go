@@ -96,7 +96,7 @@ func (h *handler) customerStats(w http.ResponseWriter, r *http.Request) {
 			customer string
 			version  int64
 		}
-		v, found, reached, err := readAtLeast(r.Context(), h, m, h.StatsChanges, oid,
+		v, found, reached, err := readAtLeast(r.Context(), h, m, nil, oid, // no feed for Redis: it polls
 			func(ctx context.Context) (orderVersion, error) {
 				c, v, err := h.Stats.OrderVersion(ctx, oid)
 				return orderVersion{c, v}, err

@@ -78,11 +78,9 @@ type Deps struct {
 	Orders      OrderLoader
 	Accounts    AccountLoader
 	Projections Projections
-	// Changes announces changes of projector-orders' rows, StatsChanges of
-	// projector-stats' orders. Either may be nil: ?min_version reads then
-	// poll.
-	Changes      Changes
-	StatsChanges Changes
+	// Changes announces changes of projector-orders' rows. It may be nil:
+	// ?min_version reads then poll.
+	Changes Changes
 }
 
 // Config tunes the handlers.
