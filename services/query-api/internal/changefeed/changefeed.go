@@ -97,7 +97,7 @@ func (f *Feed) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		f.log.Warn("change feed lost; ?min_version reads poll until it is back", "error", err, "retry_in", backoff)
+		f.log.Warn("change feed down; ?min_version reads poll until it is back", "error", err, "retry_in", backoff)
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
