@@ -308,9 +308,7 @@ func (b *bench) awaitVersion(ctx context.Context, model int, acked time.Time, pa
 			b.record(model, acked, time.Since(acked))
 			return
 		case ctx.Err() != nil, err == nil && code != http.StatusAccepted:
-			b.mu.Lock()
-			b.timeouts[model]++
-			b.mu.Unlock()
+			b.timedOut(model)
 			return
 		case err != nil: // not answered at all: ask again shortly
 			select {
@@ -319,6 +317,13 @@ func (b *bench) awaitVersion(ctx context.Context, model int, acked time.Time, pa
 			}
 		}
 	}
+}
+
+// timedOut counts a sample of model that never became visible.
+func (b *bench) timedOut(model int) {
+	b.mu.Lock()
+	b.timeouts[model]++
+	b.mu.Unlock()
 }
 
 func (b *bench) record(model int, acked time.Time, d time.Duration) {
@@ -403,9 +408,7 @@ func (w *searchWatch) run(ctx context.Context, sendingDone <-chan struct{}) {
 		for id, s := range w.pending {
 			if time.Since(s.acked) > w.b.timeout {
 				delete(w.pending, id)
-				w.b.mu.Lock()
-				w.b.timeouts[2]++
-				w.b.mu.Unlock()
+				w.b.timedOut(2)
 				continue
 			}
 			if s.sent.Before(oldest) {

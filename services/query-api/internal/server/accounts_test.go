@@ -48,10 +48,7 @@ func TestGetAccount(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		want := acc
 		want.Balance, want.Version, want.UpdatedAt = 10000, 5, ts("2026-05-01T10:00:00Z")
-		if _, err := e.pool.Exec(context.Background(), `UPDATE accounts_balance SET balance_cents = $2, version = $3,
-			updated_at = $4 WHERE account_id = $1`, acc.ID, want.Balance, want.Version, want.UpdatedAt); err != nil {
-			t.Fatal(err)
-		}
+		e.putAccountVersion(t, want)
 		(<-done).expect(t, http.StatusOK, accountJSON(want))
 	})
 	t.Run("bad parameters", func(t *testing.T) {

@@ -88,12 +88,3 @@ func waitForFeed(t *testing.T, url string) {
 	}
 	t.Fatal("the change feed did not come up within 10s")
 }
-
-// putAccountVersion overwrites an account's balance, version and time.
-func (e *env) putAccountVersion(t *testing.T, a accountRow) {
-	t.Helper()
-	if _, err := e.pool.Exec(context.Background(), `UPDATE accounts_balance SET balance_cents = $2, version = $3,
-		updated_at = $4 WHERE account_id = $1`, a.ID, a.Balance, a.Version, a.UpdatedAt); err != nil {
-		t.Fatal(err)
-	}
-}

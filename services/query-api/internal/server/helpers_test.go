@@ -312,6 +312,15 @@ func (e *env) putAccount(t *testing.T, a accountRow) {
 	}
 }
 
+// putAccountVersion overwrites an account's balance, version and time.
+func (e *env) putAccountVersion(t *testing.T, a accountRow) {
+	t.Helper()
+	if _, err := e.pool.Exec(context.Background(), `UPDATE accounts_balance SET balance_cents = $2, version = $3,
+		updated_at = $4 WHERE account_id = $1`, a.ID, a.Balance, a.Version, a.UpdatedAt); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func accountJSON(a accountRow) map[string]any {
 	return map[string]any{"account_id": a.ID, "owner": a.Owner, "balance_cents": a.Balance, "currency": a.Currency,
 		"status": a.Status, "version": a.Version, "updated_at": a.UpdatedAt}
