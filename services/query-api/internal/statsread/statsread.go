@@ -92,19 +92,18 @@ func (r *Reader) OrderVersion(ctx context.Context, orderID uuid.UUID) (customerI
 	if err != nil {
 		return "", 0, err
 	}
-	vals, err := r.rdb.HMGet(ctx, keys.Order(orderID.String()), statskeys.FieldCustomerID, statskeys.FieldVersion).Result()
+	h, err := r.rdb.HGetAll(ctx, keys.Order(orderID.String())).Result()
 	if err != nil {
 		return "", 0, fmt.Errorf("read order %s in the stats model: %w", orderID, err)
 	}
-	customer, _ := vals[0].(string)
-	v, _ := vals[1].(string)
-	if v == "" {
+	if len(h) == 0 {
 		return "", 0, fmt.Errorf("order %s in the stats model: %w", orderID, model.ErrNotFound)
 	}
-	if version, err = strconv.ParseInt(v, 10, 64); err != nil {
-		return "", 0, fmt.Errorf("order %s in the stats model: version %q is not an integer", orderID, v)
+	p := fieldParser{hash: h}
+	if version = p.int(statskeys.FieldVersion); p.err != nil {
+		return "", 0, fmt.Errorf("order %s in the stats model: %w", orderID, p.err)
 	}
-	return customer, version, nil
+	return h[statskeys.FieldCustomerID], version, nil
 }
 
 // TopCustomers returns the limit customers with the highest total spend,
