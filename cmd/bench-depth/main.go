@@ -33,7 +33,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/escqrs/platform/internal/envconfig"
+	"github.com/escqrs/platform/internal/platform/envconfig"
 )
 
 func main() {

@@ -25,11 +25,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/escqrs/platform/internal/aggregate"
 	"github.com/escqrs/platform/internal/domain/account"
-	"github.com/escqrs/platform/internal/envconfig"
-	"github.com/escqrs/platform/internal/eventstore"
-	"github.com/escqrs/platform/internal/pgadmin"
+	"github.com/escqrs/platform/internal/eventsourcing/aggregate"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
+	"github.com/escqrs/platform/internal/platform/envconfig"
+	"github.com/escqrs/platform/internal/testsupport/benchdb"
 )
 
 func main() {
@@ -47,7 +47,7 @@ func run() error {
 	ctx := context.Background()
 	var env envconfig.Reader
 	base := env.String("DATABASE_URL", envconfig.DefaultDatabaseURL)
-	dbURL, drop, err := pgadmin.FreshDatabase(ctx, base, "bench_load")
+	dbURL, drop, err := benchdb.FreshDatabase(ctx, base, "bench_load")
 	if err != nil {
 		return err
 	}

@@ -21,9 +21,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/escqrs/platform/internal/aggregate"
-	"github.com/escqrs/platform/internal/envconfig"
-	"github.com/escqrs/platform/internal/eventstore"
+	"github.com/escqrs/platform/internal/eventsourcing/aggregate"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
+	"github.com/escqrs/platform/internal/platform/envconfig"
 	"github.com/escqrs/platform/pkg/events"
 )
 

@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strconv"
 	"time"
@@ -23,8 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/escqrs/platform/internal/kafkautil"
-	"github.com/escqrs/platform/internal/outage"
+	"github.com/escqrs/platform/internal/platform/kafkabus"
+	"github.com/escqrs/platform/internal/platform/neterr"
 	"github.com/escqrs/platform/pkg/events"
 )
 
@@ -113,7 +112,7 @@ func New(cfg Config, handler BatchHandler, log *slog.Logger, m *Metrics) *Consum
 	// The DLQ writer has its own transport with a short metadata TTL: the
 	// default one caches topic metadata for 6s, so a DLQ topic created
 	// moments before would look missing for every retry.
-	dlq := kafkautil.NewWriter(cfg.Brokers)
+	dlq := kafkabus.NewWriter(cfg.Brokers)
 	dlq.Transport = &kafka.Transport{MetadataTTL: time.Second}
 	dlq.AllowAutoTopicCreation = true
 	c := &Consumer{cfg: cfg, dlq: dlq, handler: handler, log: log, m: m}
@@ -299,9 +298,7 @@ func (c *Consumer) transient(err error) bool {
 
 // IsNetworkError reports connection-level failures and time-outs, including
 // a connection cut in the middle of a reply.
-func IsNetworkError(err error) bool {
-	return outage.Network(err) || errors.Is(err, io.ErrUnexpectedEOF)
-}
+func IsNetworkError(err error) bool { return neterr.Is(err) }
 
 // deadLetter publishes m to <topic>.dlq with the error and group in headers.
 // If even the DLQ cannot be written, the consumer stops rather than commit
@@ -313,7 +310,7 @@ func (c *Consumer) deadLetter(ctx context.Context, m kafka.Message, cause error)
 		kafka.Header{Key: "dlq_group", Value: []byte(c.cfg.GroupID)},
 		kafka.Header{Key: "dlq_source", Value: []byte(m.Topic + "/" + strconv.Itoa(m.Partition) + "/" + strconv.FormatInt(m.Offset, 10))},
 	)
-	dlq := kafkautil.DLQ(m.Topic)
+	dlq := kafkabus.DLQ(m.Topic)
 	var err error
 	for attempt := 0; attempt < 8; attempt++ {
 		err = c.dlq.WriteMessages(ctx, kafka.Message{Topic: dlq, Key: m.Key, Value: m.Value, Headers: headers})
@@ -322,7 +319,7 @@ func (c *Consumer) deadLetter(ctx context.Context, m kafka.Message, cause error)
 			return nil
 		}
 		if errors.Is(err, kafka.UnknownTopicOrPartition) {
-			_ = kafkautil.EnsureTopics(ctx, c.cfg.Brokers, 1, dlq)
+			_ = kafkabus.EnsureTopics(ctx, c.cfg.Brokers, 1, dlq)
 		}
 		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
 	}

@@ -16,8 +16,8 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/escqrs/platform/internal/consumer"
-	"github.com/escqrs/platform/internal/kafkautil"
-	"github.com/escqrs/platform/internal/testenv"
+	"github.com/escqrs/platform/internal/platform/kafkabus"
+	"github.com/escqrs/platform/internal/testsupport/testenv"
 	"github.com/escqrs/platform/pkg/events"
 )
 
@@ -80,11 +80,11 @@ func TestConsumerRuntime(t *testing.T) {
 	defer cancel()
 	brokers := testenv.KafkaBrokers()
 	topic := "test-" + uuid.NewString()[:8] + "-account-events"
-	dlq := kafkautil.DLQ(topic)
-	if err := kafkautil.EnsureTopics(ctx, brokers, 3, topic); err != nil {
+	dlq := kafkabus.DLQ(topic)
+	if err := kafkabus.EnsureTopics(ctx, brokers, 3, topic); err != nil {
 		t.Fatal(err)
 	}
-	if err := kafkautil.EnsureTopics(ctx, brokers, 1, dlq); err != nil {
+	if err := kafkabus.EnsureTopics(ctx, brokers, 1, dlq); err != nil {
 		t.Fatal(err)
 	}
 
@@ -103,7 +103,7 @@ func TestConsumerRuntime(t *testing.T) {
 				deposit(t, topic, poison, 1))
 		}
 	}
-	w := kafkautil.NewWriter(brokers)
+	w := kafkabus.NewWriter(brokers)
 	defer w.Close()
 	if err := w.WriteMessages(ctx, msgs...); err != nil {
 		t.Fatal(err)

@@ -16,10 +16,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/escqrs/platform/internal/consumer"
-	"github.com/escqrs/platform/internal/envconfig"
-	"github.com/escqrs/platform/internal/eventstore"
-	"github.com/escqrs/platform/internal/httpx"
-	"github.com/escqrs/platform/internal/kafkautil"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
+	"github.com/escqrs/platform/internal/platform/envconfig"
+	"github.com/escqrs/platform/internal/platform/httpserver"
+	"github.com/escqrs/platform/internal/platform/kafkabus"
 	"github.com/escqrs/platform/pkg/events"
 )
 
@@ -101,9 +101,9 @@ func (d *Deps) Close() { d.Pool.Close() }
 // cfg.HTTPAddr; extra routes (e.g. admin) may be mounted by mount. streams
 // limits the topics consumed to those stream types (none: all).
 func Run(ctx context.Context, cfg Config, log *slog.Logger, deps *Deps, model consumer.Model,
-	checks map[string]httpx.Check, mount func(chi.Router), streams ...events.StreamType) error {
+	checks map[string]httpserver.Check, mount func(chi.Router), streams ...events.StreamType) error {
 	checks["postgres"] = func(ctx context.Context) error { return deps.Pool.Ping(ctx) }
-	health := httpx.NewHealth(checks)
+	health := httpserver.NewHealth(checks)
 	r := chi.NewRouter()
 	health.Mount(r, deps.Registry)
 	if mount != nil {
@@ -112,12 +112,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, deps *Deps, model co
 	srv := &http.Server{Addr: cfg.HTTPAddr, Handler: r, ReadHeaderTimeout: 5 * time.Second}
 	httpCtx, stopHTTP := context.WithCancel(context.Background())
 	httpDone := make(chan error, 1)
-	go func() { httpDone <- httpx.Serve(httpCtx, log, srv, 5*time.Second) }()
+	go func() { httpDone <- httpserver.Serve(httpCtx, log, srv, 5*time.Second) }()
 
 	// Topics may not exist yet if the projector starts before the command API.
 	// The DLQ topics are created up front too: a producer's metadata cache
 	// would otherwise not see a DLQ created at the moment of the first poison.
-	topics := kafkautil.PrefixedTopics(cfg.TopicPrefix)
+	topics := kafkabus.PrefixedTopics(cfg.TopicPrefix)
 	if len(streams) > 0 {
 		topics = nil
 		for _, st := range streams {
@@ -126,10 +126,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, deps *Deps, model co
 	}
 	all := append([]string(nil), topics...)
 	for _, t := range topics {
-		all = append(all, kafkautil.DLQ(t))
+		all = append(all, kafkabus.DLQ(t))
 	}
 	for {
-		err := kafkautil.EnsureTopics(ctx, cfg.KafkaBrokers, cfg.KafkaPartitions, all...)
+		err := kafkabus.EnsureTopics(ctx, cfg.KafkaBrokers, cfg.KafkaPartitions, all...)
 		if err == nil || ctx.Err() != nil {
 			break
 		}

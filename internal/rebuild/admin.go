@@ -11,7 +11,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/escqrs/platform/internal/httpx"
+	"github.com/escqrs/platform/internal/platform/httpserver"
 )
 
 // Admin runs rebuilds and replays for one projector, one at a time, in the
@@ -40,13 +40,13 @@ func (a *Admin) Mount(r chi.Router) {
 	r.Post("/admin/replay", func(w http.ResponseWriter, r *http.Request) {
 		from, err := strconv.ParseInt(r.URL.Query().Get("from_position"), 10, 64)
 		if err != nil || from < 0 {
-			httpx.Error(w, r, http.StatusBadRequest, "from_position must be a non-negative integer")
+			httpserver.Error(w, r, http.StatusBadRequest, "from_position must be a non-negative integer")
 			return
 		}
 		a.start(w, r, "replay", func(ctx context.Context) error { return a.replay(ctx, from, a.tracker) })
 	})
 	r.Get("/admin/rebuild", func(w http.ResponseWriter, _ *http.Request) {
-		httpx.WriteJSON(w, http.StatusOK, a.tracker.Get())
+		httpserver.WriteJSON(w, http.StatusOK, a.tracker.Get())
 	})
 }
 
@@ -54,7 +54,7 @@ func (a *Admin) start(w http.ResponseWriter, r *http.Request, what string, job f
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.tracker.Running() {
-		httpx.Error(w, r, http.StatusConflict, "a rebuild or replay is already running; GET /admin/rebuild shows its progress")
+		httpserver.Error(w, r, http.StatusConflict, "a rebuild or replay is already running; GET /admin/rebuild shows its progress")
 		return
 	}
 	a.tracker.update(func(p *Progress) { *p = Progress{Phase: "starting"} })
@@ -68,7 +68,7 @@ func (a *Admin) start(w http.ResponseWriter, r *http.Request, what string, job f
 		a.log.Info(what+" finished", "events", p.Events, "events_per_second", p.EventsPerSec)
 	}()
 	w.Header().Set("Location", "/admin/rebuild")
-	httpx.WriteJSON(w, http.StatusAccepted, map[string]string{"status": what + " started", "progress": "/admin/rebuild"})
+	httpserver.WriteJSON(w, http.StatusAccepted, map[string]string{"status": what + " started", "progress": "/admin/rebuild"})
 }
 
 // PrintProgress writes one human line per report, for the CLI.

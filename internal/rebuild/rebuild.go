@@ -35,7 +35,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/escqrs/platform/internal/eventstore"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
 	"github.com/escqrs/platform/pkg/events"
 )
 

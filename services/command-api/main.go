@@ -9,7 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/escqrs/platform/internal/obs"
+	"github.com/escqrs/platform/internal/platform/observability"
 	"github.com/escqrs/platform/services/command-api/internal/config"
 	"github.com/escqrs/platform/services/command-api/internal/server"
 )
@@ -26,7 +26,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := obs.NewLogger("command-api", cfg.LogLevel)
+	log := observability.NewLogger("command-api", cfg.LogLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	srv, err := server.New(ctx, cfg, log)

@@ -16,9 +16,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/escqrs/platform/internal/envconfig"
-	"github.com/escqrs/platform/internal/httpx"
-	"github.com/escqrs/platform/internal/obs"
+	"github.com/escqrs/platform/internal/platform/envconfig"
+	"github.com/escqrs/platform/internal/platform/httpserver"
+	"github.com/escqrs/platform/internal/platform/observability"
 	"github.com/escqrs/platform/internal/projector"
 	"github.com/escqrs/platform/internal/readmodel/ordersdb"
 	"github.com/escqrs/platform/internal/rebuild"
@@ -46,7 +46,7 @@ func run(args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := obs.NewLogger("projector-orders", cfg.LogLevel)
+	log := observability.NewLogger("projector-orders", cfg.LogLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
@@ -55,7 +55,7 @@ func run(args []string) error {
 	if err := ordersdb.Migrate(cfg.DatabaseURL); err != nil {
 		return fmt.Errorf("migrate read models: %w", err)
 	}
-	deps, err := projector.Open(ctx, cfg, obs.NewRegistry())
+	deps, err := projector.Open(ctx, cfg, observability.NewRegistry())
 	if err != nil {
 		return err
 	}
@@ -70,5 +70,5 @@ func run(args []string) error {
 		return rebuilder.Command(ctx, rb, args, os.Stdout)
 	}
 	log.Info("starting", "group", cfg.GroupID, "http_addr", cfg.HTTPAddr)
-	return projector.Run(ctx, cfg, log, deps, ordersmodel.New(deps.Pool), map[string]httpx.Check{}, rb.Admin(ctx).Mount)
+	return projector.Run(ctx, cfg, log, deps, ordersmodel.New(deps.Pool), map[string]httpserver.Check{}, rb.Admin(ctx).Mount)
 }

@@ -17,8 +17,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/escqrs/platform/internal/httpx"
-	"github.com/escqrs/platform/internal/obs"
+	"github.com/escqrs/platform/internal/platform/httpserver"
+	"github.com/escqrs/platform/internal/platform/observability"
 	"github.com/escqrs/platform/internal/projector"
 	"github.com/escqrs/platform/internal/readmodel/statskeys"
 	"github.com/escqrs/platform/internal/rebuild"
@@ -47,11 +47,11 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := obs.NewLogger("projector-stats", cfg.Projector.LogLevel)
+	log := observability.NewLogger("projector-stats", cfg.Projector.LogLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	reg := obs.NewRegistry()
+	reg := observability.NewRegistry()
 	deps, err := projector.Open(ctx, cfg.Projector, reg)
 	if err != nil {
 		return err
@@ -68,7 +68,7 @@ func run(args []string) error {
 	// projection; this process reports its consumer lag.
 	model := statsmodel.New(rdb, statsmodel.ActiveNamespaceAt(statskeys.Prefixed(cfg.KeyPrefix)))
 
-	checks := map[string]httpx.Check{"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() }}
+	checks := map[string]httpserver.Check{"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() }}
 	log.Info("projector-stats starting", "http_addr", cfg.Projector.HTTPAddr, "redis", redisOpts.Addr)
 	return projector.Run(ctx, cfg.Projector, log, deps, model, checks, rb.Admin(ctx).Mount)
 }

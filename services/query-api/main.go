@@ -10,7 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/escqrs/platform/internal/obs"
+	"github.com/escqrs/platform/internal/platform/observability"
 	"github.com/escqrs/platform/services/query-api/internal/config"
 	"github.com/escqrs/platform/services/query-api/internal/server"
 )
@@ -27,7 +27,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := obs.NewLogger("query-api", cfg.LogLevel)
+	log := observability.NewLogger("query-api", cfg.LogLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	srv, err := server.New(ctx, cfg, log)

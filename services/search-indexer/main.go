@@ -14,8 +14,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/escqrs/platform/internal/httpx"
-	"github.com/escqrs/platform/internal/obs"
+	"github.com/escqrs/platform/internal/platform/elasticclient"
+	"github.com/escqrs/platform/internal/platform/httpserver"
+	"github.com/escqrs/platform/internal/platform/observability"
 	"github.com/escqrs/platform/internal/projector"
 	"github.com/escqrs/platform/internal/rebuild"
 	"github.com/escqrs/platform/pkg/events"
@@ -40,17 +41,17 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := obs.NewLogger("search-indexer", cfg.Projector.LogLevel)
+	log := observability.NewLogger("search-indexer", cfg.Projector.LogLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	es, err := searchmodel.NewClient(cfg.ElasticsearchURL)
+	es, err := elasticclient.NewClient(cfg.ElasticsearchURL)
 	if err != nil {
 		return err
 	}
 	defer es.Stop()
 	names := searchmodel.PrefixedNames(cfg.IndexPrefix)
-	deps, err := projector.Open(ctx, cfg.Projector, obs.NewRegistry())
+	deps, err := projector.Open(ctx, cfg.Projector, observability.NewRegistry())
 	if err != nil {
 		return err
 	}
@@ -67,8 +68,8 @@ func run() error {
 		return fmt.Errorf("prepare indices: %w", err)
 	}
 	model := searchmodel.New(es, names.Alias, names.CheckpointIndex, searchmodel.WithCheckpointEvery(cfg.CheckpointEvery))
-	checks := map[string]httpx.Check{
-		"elasticsearch": func(ctx context.Context) error { return searchmodel.Ready(ctx, es) },
+	checks := map[string]httpserver.Check{
+		"elasticsearch": func(ctx context.Context) error { return elasticclient.Ready(ctx, es) },
 	}
 	reb := rebuilder.New(es, rebuild.ProjectionReads{Store: deps.Store}, names, log, rebuilder.Options{Report: rebuilder.LogProgress(log, 10*time.Second)})
 	admin := rebuild.NewAdmin(ctx, log, reb.Rebuild, reb.Replay)

@@ -24,7 +24,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/escqrs/platform/internal/testenv"
+	"github.com/escqrs/platform/internal/testsupport/testenv"
 )
 
 var binDir string

@@ -14,7 +14,7 @@ import (
 
 	"github.com/escqrs/platform/internal/domain/account"
 	"github.com/escqrs/platform/internal/domain/order"
-	"github.com/escqrs/platform/internal/eventstore"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
 	"github.com/escqrs/platform/pkg/events"
 )
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/escqrs/platform/internal/pgmigrate"
+	"github.com/escqrs/platform/internal/platform/postgres"
 )
 
 //go:embed migrations/*.sql
@@ -22,7 +22,7 @@ const Projection = "orders"
 
 // Migrate applies the read-model migrations.
 func Migrate(databaseURL string) error {
-	return pgmigrate.Up(databaseURL, migrations, "migrations", "schema_migrations_readmodel_orders")
+	return postgres.Migrate(databaseURL, migrations, "migrations", "schema_migrations_readmodel_orders")
 }
 
 // ChangesChannel is the LISTEN/NOTIFY channel on which projector-orders

@@ -31,9 +31,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/escqrs/platform/internal/envconfig"
-	"github.com/escqrs/platform/internal/eventstore"
-	"github.com/escqrs/platform/internal/pgadmin"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
+	"github.com/escqrs/platform/internal/platform/envconfig"
+	"github.com/escqrs/platform/internal/testsupport/benchdb"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/command-api/internal/config"
 	"github.com/escqrs/platform/services/command-api/internal/server"
@@ -61,7 +61,7 @@ func run() error {
 	ctx := context.Background()
 	var env envconfig.Reader
 	base := env.String("DATABASE_URL", envconfig.DefaultDatabaseURL)
-	dbURL, drop, err := pgadmin.FreshDatabase(ctx, base, "bench_append")
+	dbURL, drop, err := benchdb.FreshDatabase(ctx, base, "bench_append")
 	if err != nil {
 		return err
 	}
@@ -90,7 +90,7 @@ func run() error {
 	}
 	defer stopAPI()
 
-	fmt.Printf("append throughput, %s per figure, PostgreSQL at %s\n\n", *duration, pgadmin.Redact(base))
+	fmt.Printf("append throughput, %s per figure, PostgreSQL at %s\n\n", *duration, benchdb.Redact(base))
 	fmt.Printf("%-12s %14s %14s %8s %14s %8s\n", "concurrency", "raw INSERT/s", "store ev/s", "store%", "HTTP cmd/s", "HTTP%")
 	for _, c := range conc {
 		raw := measure(ctx, c, *duration, rawInsert(pool))

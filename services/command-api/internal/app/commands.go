@@ -6,10 +6,10 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/escqrs/platform/internal/aggregate"
 	"github.com/escqrs/platform/internal/domain/account"
 	"github.com/escqrs/platform/internal/domain/order"
-	"github.com/escqrs/platform/internal/eventstore"
+	"github.com/escqrs/platform/internal/eventsourcing/aggregate"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
 	"github.com/escqrs/platform/pkg/events"
 )
 

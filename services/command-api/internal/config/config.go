@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/escqrs/platform/internal/envconfig"
+	"github.com/escqrs/platform/internal/platform/envconfig"
 )
 
 // Config is everything the command API can be told.

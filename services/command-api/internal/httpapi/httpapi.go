@@ -23,9 +23,9 @@ import (
 	"github.com/escqrs/platform/internal/domain"
 	"github.com/escqrs/platform/internal/domain/account"
 	"github.com/escqrs/platform/internal/domain/order"
-	"github.com/escqrs/platform/internal/eventstore"
-	"github.com/escqrs/platform/internal/httpx"
-	"github.com/escqrs/platform/internal/outage"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
+	"github.com/escqrs/platform/internal/platform/httpserver"
+	"github.com/escqrs/platform/internal/platform/postgres"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/command-api/internal/app"
 )
@@ -58,7 +58,7 @@ type handler struct {
 }
 
 // NewRouter returns the command routes plus /healthz, /readyz and /metrics.
-func NewRouter(cmds Commands, log *slog.Logger, cfg Config, health *httpx.Health, reg *prometheus.Registry) http.Handler {
+func NewRouter(cmds Commands, log *slog.Logger, cfg Config, health *httpserver.Health, reg *prometheus.Registry) http.Handler {
 	if cfg.CommandTimeout <= 0 {
 		cfg.CommandTimeout = 10 * time.Second
 	}
@@ -67,7 +67,7 @@ func NewRouter(cmds Commands, log *slog.Logger, cfg Config, health *httpx.Health
 	}
 	h := &handler{cmds: cmds, log: log, cfg: cfg}
 	r := chi.NewRouter()
-	r.Use(httpx.NewMetrics(reg).Middleware)
+	r.Use(httpserver.NewMetrics(reg).Middleware)
 	health.Mount(r, reg)
 	r.Route("/v1/accounts", func(r chi.Router) {
 		r.Post("/", h.openAccount)
@@ -82,9 +82,11 @@ func NewRouter(cmds Commands, log *slog.Logger, cfg Config, health *httpx.Health
 		r.Post("/{id}/shipments", h.shipOrder)
 		r.Post("/{id}/cancellation", h.cancelOrder)
 	})
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) { httpx.Error(w, r, http.StatusNotFound, "no such route") })
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		httpserver.Error(w, r, http.StatusNotFound, "no such route")
+	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		httpx.Error(w, r, http.StatusMethodNotAllowed, r.Method+" is not allowed here")
+		httpserver.Error(w, r, http.StatusMethodNotAllowed, r.Method+" is not allowed here")
 	})
 	return r
 }
@@ -103,17 +105,17 @@ func command[B any](h *handler, w http.ResponseWriter, r *http.Request, create b
 	run func(ctx context.Context, req app.Request, body B) (app.Result, error)) {
 	req, err := h.request(r, create)
 	if err != nil {
-		httpx.WriteDecodeError(w, r, err)
+		httpserver.WriteDecodeError(w, r, err)
 		return
 	}
 	raw, err := readBody(r)
 	if err != nil {
-		httpx.WriteDecodeError(w, r, err)
+		httpserver.WriteDecodeError(w, r, err)
 		return
 	}
 	var body B
-	if err := httpx.DecodeJSON(r, &body); err != nil {
-		httpx.WriteDecodeError(w, r, err)
+	if err := httpserver.DecodeJSON(r, &body); err != nil {
+		httpserver.WriteDecodeError(w, r, err)
 		return
 	}
 	if req.IdempotencyKey != "" {
@@ -136,19 +138,19 @@ func command[B any](h *handler, w http.ResponseWriter, r *http.Request, create b
 	if res.Replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
-	httpx.WriteJSON(w, status, response{ID: res.ID, Version: res.Version, Position: res.Position, Status: res.Status})
+	httpserver.WriteJSON(w, status, response{ID: res.ID, Version: res.Version, Position: res.Position, Status: res.Status})
 }
 
 // readBody buffers the (bounded) body so it can be both hashed for
 // idempotency and decoded.
 func readBody(r *http.Request) ([]byte, error) {
-	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, httpx.MaxBodyBytes))
+	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, httpserver.MaxBodyBytes))
 	if err != nil {
 		var maxErr *http.MaxBytesError
 		if errors.As(err, &maxErr) {
-			return nil, &httpx.DecodeError{Status: http.StatusRequestEntityTooLarge, Detail: fmt.Sprintf("body larger than %d bytes", httpx.MaxBodyBytes)}
+			return nil, &httpserver.DecodeError{Status: http.StatusRequestEntityTooLarge, Detail: fmt.Sprintf("body larger than %d bytes", httpserver.MaxBodyBytes)}
 		}
-		return nil, &httpx.DecodeError{Status: http.StatusBadRequest, Detail: "read body: " + err.Error()}
+		return nil, &httpserver.DecodeError{Status: http.StatusBadRequest, Detail: "read body: " + err.Error()}
 	}
 	r.Body = io.NopCloser(bytes.NewReader(raw))
 	return raw, nil
@@ -160,20 +162,20 @@ func (h *handler) request(r *http.Request, create bool) (app.Request, error) {
 	if !create {
 		id, err := uuid.Parse(chi.URLParam(r, "id"))
 		if err != nil {
-			return req, &httpx.DecodeError{Status: http.StatusNotFound, Detail: fmt.Sprintf("%q is not a valid id (want a UUID)", chi.URLParam(r, "id"))}
+			return req, &httpserver.DecodeError{Status: http.StatusNotFound, Detail: fmt.Sprintf("%q is not a valid id (want a UUID)", chi.URLParam(r, "id"))}
 		}
 		req.StreamID = id
 	}
 	if im := r.Header.Get("If-Match"); im != "" {
 		v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(im, "W/"), `"`), 10, 64)
 		if err != nil || v < 0 {
-			return req, &httpx.DecodeError{Status: http.StatusBadRequest, Detail: `If-Match must be a stream version, e.g. "3"`}
+			return req, &httpserver.DecodeError{Status: http.StatusBadRequest, Detail: `If-Match must be a stream version, e.g. "3"`}
 		}
 		req.IfMatch = &v
 	}
 	if key := r.Header.Get("Idempotency-Key"); key != "" {
 		if len(key) > 200 {
-			return req, &httpx.DecodeError{Status: http.StatusBadRequest, Detail: "Idempotency-Key longer than 200 characters"}
+			return req, &httpserver.DecodeError{Status: http.StatusBadRequest, Detail: "Idempotency-Key longer than 200 characters"}
 		}
 		req.IdempotencyKey = key
 	}
@@ -195,23 +197,23 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	var verr *domain.ValidationError
 	switch {
 	case errors.As(err, &verr):
-		httpx.WriteProblem(w, r, httpx.Problem{Status: http.StatusUnprocessableEntity, Detail: "invalid fields", Errors: verr.Fields})
+		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusUnprocessableEntity, Detail: "invalid fields", Errors: verr.Fields})
 	case errors.Is(err, domain.ErrNotFound):
-		httpx.Error(w, r, http.StatusNotFound, "no such "+resourceOf(r))
+		httpserver.Error(w, r, http.StatusNotFound, "no such "+resourceOf(r))
 	case errors.Is(err, app.ErrPreconditionFailed):
-		httpx.Error(w, r, http.StatusPreconditionFailed, err.Error())
+		httpserver.Error(w, r, http.StatusPreconditionFailed, err.Error())
 	case errors.Is(err, app.ErrIdempotencyKeyReused):
-		httpx.Error(w, r, http.StatusUnprocessableEntity, err.Error())
+		httpserver.Error(w, r, http.StatusUnprocessableEntity, err.Error())
 	case errors.Is(err, domain.ErrRuleViolation):
-		httpx.WriteProblem(w, r, httpx.Problem{Status: http.StatusConflict, Title: "Business rule violated", Detail: err.Error()})
+		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusConflict, Title: "Business rule violated", Detail: err.Error()})
 	case errors.Is(err, eventstore.ErrVersionConflict):
-		httpx.WriteProblem(w, r, httpx.Problem{Status: http.StatusConflict, Title: "Concurrent write lost", Detail: "another write to this stream won repeatedly; retry"})
-	case outage.Postgres(err):
+		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusConflict, Title: "Concurrent write lost", Detail: "another write to this stream won repeatedly; retry"})
+	case postgres.Unavailable(err):
 		h.log.Warn("dependency unavailable", "path", r.URL.Path, "error", err)
-		httpx.Unavailable(w, r, h.cfg.RetryAfter, "the event store is unavailable; retry later")
+		httpserver.Unavailable(w, r, h.cfg.RetryAfter, "the event store is unavailable; retry later")
 	default:
 		h.log.Error("command failed", "path", r.URL.Path, "error", err)
-		httpx.Error(w, r, http.StatusInternalServerError, "internal error")
+		httpserver.Error(w, r, http.StatusInternalServerError, "internal error")
 	}
 }
 

@@ -14,8 +14,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/escqrs/platform/internal/eventstore"
-	"github.com/escqrs/platform/internal/testenv"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
+	"github.com/escqrs/platform/internal/testsupport/testenv"
 	"github.com/escqrs/platform/services/command-api/internal/config"
 	"github.com/escqrs/platform/services/command-api/internal/server"
 )

@@ -15,9 +15,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/escqrs/platform/internal/eventstore"
-	"github.com/escqrs/platform/internal/kafkautil"
-	"github.com/escqrs/platform/internal/testenv"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
+	"github.com/escqrs/platform/internal/platform/kafkabus"
+	"github.com/escqrs/platform/internal/testsupport/testenv"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/command-api/internal/relay"
 )
@@ -49,7 +49,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := kafkautil.EnsureTopics(ctx, testenv.KafkaBrokers(), partitions, f.topics[events.StreamOrder], f.topics[events.StreamAccount]); err != nil {
+	if err := kafkabus.EnsureTopics(ctx, testenv.KafkaBrokers(), partitions, f.topics[events.StreamOrder], f.topics[events.StreamAccount]); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -63,7 +63,7 @@ func (f *fixture) newRelay(t *testing.T) *relay.Relay {
 // checkpointEvery (0: the default).
 func (f *fixture) newRelayWith(t *testing.T, checkpointEvery time.Duration) *relay.Relay {
 	pool := testenv.NewPool(t, f.url)
-	return relay.New(pool, f.store, kafkautil.NewProducer(testenv.KafkaBrokers()), relay.Config{BatchSize: 100, PollInterval: 50 * time.Millisecond, LockRetry: 100 * time.Millisecond,
+	return relay.New(pool, f.store, kafkabus.NewProducer(testenv.KafkaBrokers()), relay.Config{BatchSize: 100, PollInterval: 50 * time.Millisecond, LockRetry: 100 * time.Millisecond,
 		CheckpointEvery: checkpointEvery, Topic: func(st events.StreamType) string { return f.topics[st] }}, f.log, nil)
 }
 
@@ -272,7 +272,7 @@ func TestWakeWithoutNotify(t *testing.T) {
 	c, stopConsumer := f.consume(t)
 	defer stopConsumer()
 	newRelay := func() *relay.Relay {
-		return relay.New(testenv.NewPool(t, f.url), f.store, kafkautil.NewProducer(testenv.KafkaBrokers()), relay.Config{BatchSize: 100, PollInterval: time.Hour,
+		return relay.New(testenv.NewPool(t, f.url), f.store, kafkabus.NewProducer(testenv.KafkaBrokers()), relay.Config{BatchSize: 100, PollInterval: time.Hour,
 			LockRetry: 50 * time.Millisecond, Topic: func(st events.StreamType) string { return f.topics[st] }}, f.log, nil)
 	}
 	leader, standby := newRelay(), newRelay()

@@ -23,7 +23,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/escqrs/platform/internal/testenv"
+	"github.com/escqrs/platform/internal/testsupport/testenv"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/command-api/internal/config"
 	"github.com/escqrs/platform/services/command-api/internal/server"

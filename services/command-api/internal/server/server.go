@@ -15,11 +15,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/escqrs/platform/internal/aggregate"
-	"github.com/escqrs/platform/internal/eventstore"
-	"github.com/escqrs/platform/internal/httpx"
-	"github.com/escqrs/platform/internal/kafkautil"
-	"github.com/escqrs/platform/internal/obs"
+	"github.com/escqrs/platform/internal/eventsourcing/aggregate"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
+	"github.com/escqrs/platform/internal/platform/httpserver"
+	"github.com/escqrs/platform/internal/platform/kafkabus"
+	"github.com/escqrs/platform/internal/platform/observability"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/command-api/internal/app"
 	"github.com/escqrs/platform/services/command-api/internal/config"
@@ -33,7 +33,7 @@ type Server struct {
 	cfg      config.Config
 	log      *slog.Logger
 	pool     *pgxpool.Pool
-	health   *httpx.Health
+	health   *httpserver.Health
 	handler  http.Handler
 	notifier *relay.Notifier
 	relay    *relay.Relay
@@ -55,20 +55,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err != nil {
 		return nil, fmt.Errorf("connect postgres: %w", err)
 	}
-	reg := obs.NewRegistry()
+	reg := observability.NewRegistry()
 	notifier := relay.NewNotifier(pool, log)
 	store := eventstore.New(pool, eventstore.WithAppendHook(notifier.Poke), eventstore.WithMetrics(reg), eventstore.WithGroupWriters(cfg.AppendGroupWriters))
 	aggMetrics := aggregate.NewMetrics(reg)
 	svc := app.NewService(store, idempotency.New(pool),
 		aggregate.NewRepository(store, aggregate.Accounts, cfg.SnapshotEveryAccount, log, aggMetrics),
 		aggregate.NewRepository(store, aggregate.Orders, cfg.SnapshotEveryOrder, log, aggMetrics))
-	health := httpx.NewHealth(map[string]httpx.Check{
+	health := httpserver.NewHealth(map[string]httpserver.Check{
 		"postgres": func(ctx context.Context) error { return pool.Ping(ctx) },
 	})
 	s := &Server{cfg: cfg, log: log, pool: pool, health: health, notifier: notifier, registry: reg,
 		handler: httpapi.NewRouter(svc, log, httpapi.Config{}, health, reg)}
 	if cfg.RelayEnabled {
-		s.relay = relay.New(pool, store, &topicEnsuringWriter{writer: kafkautil.NewProducer(cfg.KafkaBrokers), cfg: cfg}, relay.Config{BatchSize: cfg.RelayBatchSize,
+		s.relay = relay.New(pool, store, &topicEnsuringWriter{writer: kafkabus.NewProducer(cfg.KafkaBrokers), cfg: cfg}, relay.Config{BatchSize: cfg.RelayBatchSize,
 			Topic: func(st events.StreamType) string { return cfg.KafkaTopicPrefix + st.Topic() }}, log, reg)
 		notifier.WakeLocal(s.relay.Wake)
 	}
@@ -95,7 +95,7 @@ func (s *Server) Run(ctx context.Context) error {
 	srv := &http.Server{Addr: s.cfg.HTTPAddr, Handler: s.handler, ReadHeaderTimeout: 5 * time.Second}
 	httpDone := make(chan error, 1)
 	httpCtx, stopHTTP := context.WithCancel(context.Background())
-	go func() { httpDone <- httpx.Serve(httpCtx, s.log, srv, s.cfg.ShutdownTimeout) }()
+	go func() { httpDone <- httpserver.Serve(httpCtx, s.log, srv, s.cfg.ShutdownTimeout) }()
 
 	var err error
 	select {
@@ -126,7 +126,7 @@ type topicEnsuringWriter struct {
 
 func (w *topicEnsuringWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
 	if !w.ready {
-		if err := kafkautil.EnsureTopics(ctx, w.cfg.KafkaBrokers, w.cfg.KafkaPartitions, kafkautil.PrefixedTopics(w.cfg.KafkaTopicPrefix)...); err != nil {
+		if err := kafkabus.EnsureTopics(ctx, w.cfg.KafkaBrokers, w.cfg.KafkaPartitions, kafkabus.PrefixedTopics(w.cfg.KafkaTopicPrefix)...); err != nil {
 			return err
 		}
 		w.ready = true

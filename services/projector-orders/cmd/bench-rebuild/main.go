@@ -43,11 +43,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/escqrs/platform/internal/envconfig"
-	"github.com/escqrs/platform/internal/eventstore"
-	"github.com/escqrs/platform/internal/pgadmin"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
+	"github.com/escqrs/platform/internal/platform/envconfig"
 	"github.com/escqrs/platform/internal/readmodel/ordersdb"
 	"github.com/escqrs/platform/internal/rebuild"
+	"github.com/escqrs/platform/internal/testsupport/benchdb"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/projector-orders/internal/ordersmodel"
 	"github.com/escqrs/platform/services/projector-orders/internal/rebuilder"
@@ -74,7 +74,7 @@ func run() error {
 	ctx := context.Background()
 	var env envconfig.Reader
 	base := env.String("DATABASE_URL", envconfig.DefaultDatabaseURL)
-	dbURL, drop, err := pgadmin.FreshDatabase(ctx, base, "bench_rebuild")
+	dbURL, drop, err := benchdb.FreshDatabase(ctx, base, "bench_rebuild")
 	if err != nil {
 		return err
 	}

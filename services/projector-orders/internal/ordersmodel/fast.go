@@ -12,7 +12,7 @@ import (
 
 	"github.com/escqrs/platform/internal/domain/account"
 	"github.com/escqrs/platform/internal/domain/order"
-	"github.com/escqrs/platform/internal/pgarg"
+	"github.com/escqrs/platform/internal/platform/postgres"
 	"github.com/escqrs/platform/internal/readmodel/ordersdb"
 	"github.com/escqrs/platform/pkg/events"
 )
@@ -183,7 +183,7 @@ func (c *orderStepCols) add(s *stream) bool {
 		status = &st
 	}
 	last := s.evs[len(s.evs)-1]
-	c.ids = append(c.ids, pgarg.UUID(s.id))
+	c.ids = append(c.ids, postgres.UUID(s.id))
 	c.statuses = append(c.statuses, status)
 	c.versions = append(c.versions, last.Version)
 	c.positions = append(c.positions, last.Position)
@@ -262,7 +262,7 @@ func (c *accountStepCols) add(s *stream, acts *activityStepCols) bool {
 		acts.after = append(acts.after, after)
 	}
 	last := s.evs[len(s.evs)-1]
-	c.ids = append(c.ids, pgarg.UUID(s.id))
+	c.ids = append(c.ids, postgres.UUID(s.id))
 	c.deltas = append(c.deltas, total)
 	c.statuses = append(c.statuses, status)
 	c.versions = append(c.versions, last.Version)

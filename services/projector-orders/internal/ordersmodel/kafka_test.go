@@ -14,9 +14,9 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/escqrs/platform/internal/consumer"
-	"github.com/escqrs/platform/internal/eventstore"
-	"github.com/escqrs/platform/internal/kafkautil"
-	"github.com/escqrs/platform/internal/testenv"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
+	"github.com/escqrs/platform/internal/platform/kafkabus"
+	"github.com/escqrs/platform/internal/testsupport/testenv"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/projector-orders/internal/ordersmodel"
 )
@@ -50,11 +50,11 @@ func TestKafkaRoundTrip(t *testing.T) {
 	brokers := testenv.KafkaBrokers()
 	prefix := "test-" + uuid.NewString()[:8]
 	topics := map[events.StreamType]string{events.StreamOrder: prefix + "-order-events", events.StreamAccount: prefix + "-account-events"}
-	orderDLQ := kafkautil.DLQ(topics[events.StreamOrder])
-	if err := kafkautil.EnsureTopics(ctx, brokers, 3, topics[events.StreamOrder], topics[events.StreamAccount]); err != nil {
+	orderDLQ := kafkabus.DLQ(topics[events.StreamOrder])
+	if err := kafkabus.EnsureTopics(ctx, brokers, 3, topics[events.StreamOrder], topics[events.StreamAccount]); err != nil {
 		t.Fatal(err)
 	}
-	if err := kafkautil.EnsureTopics(ctx, brokers, 1, orderDLQ); err != nil {
+	if err := kafkabus.EnsureTopics(ctx, brokers, 1, orderDLQ); err != nil {
 		t.Fatal(err)
 	}
 	waitTopicsVisible(t, ctx, brokers, orderDLQ)
@@ -85,7 +85,7 @@ func TestKafkaRoundTrip(t *testing.T) {
 			msgs = append(msgs, kafka.Message{Topic: topics[events.StreamOrder], Key: []byte(victim.String()), Value: poisonValue})
 		}
 	}
-	w := kafkautil.NewWriter(brokers)
+	w := kafkabus.NewWriter(brokers)
 	defer w.Close()
 	if err := w.WriteMessages(ctx, msgs...); err != nil {
 		t.Fatal(err)

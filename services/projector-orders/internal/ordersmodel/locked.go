@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/escqrs/platform/internal/pgarg"
+	"github.com/escqrs/platform/internal/platform/postgres"
 	"github.com/escqrs/platform/internal/readmodel/ordersdb"
 	"github.com/escqrs/platform/pkg/events"
 )
@@ -226,7 +226,7 @@ func (w *writes) pending(s *stream, stored int64) []events.Envelope {
 func streamIDs(ss []*stream) []pgtype.UUID {
 	ids := make([]pgtype.UUID, len(ss))
 	for i, s := range ss {
-		ids[i] = pgarg.UUID(s.id)
+		ids[i] = postgres.UUID(s.id)
 	}
 	return ids
 }

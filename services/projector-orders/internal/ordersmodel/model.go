@@ -14,18 +14,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"slices"
-	"strings"
-	"syscall"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/escqrs/platform/internal/pgarg"
+	"github.com/escqrs/platform/internal/platform/postgres"
 	"github.com/escqrs/platform/internal/readmodel/ordersdb"
 	"github.com/escqrs/platform/pkg/events"
 )
@@ -74,7 +69,7 @@ func (m *Model) Versions(ctx context.Context, streamIDs []uuid.UUID) (map[uuid.U
 	}
 	ids := make([]pgtype.UUID, len(streamIDs))
 	for i, id := range streamIDs {
-		ids[i] = pgarg.UUID(id)
+		ids[i] = postgres.UUID(id)
 	}
 	rows, err := m.db.Query(ctx, versionsSQL, ids)
 	if err != nil {
@@ -207,34 +202,9 @@ func group(evs []events.Envelope) (orders, accounts []*stream, err error) {
 	return orders, accounts, nil
 }
 
-// retryableCodes are SQLSTATEs of a server that is shutting down or starting
-// up, or of a transaction that lost a race and succeeds when run again.
-var retryableCodes = map[string]bool{
-	"57P01": true, // admin_shutdown
-	"57P02": true, // crash_shutdown
-	"57P03": true, // cannot_connect_now
-	"40001": true, // serialization_failure
-	"40P01": true, // deadlock_detected
-}
-
 // Transient reports failures that mean Postgres is unreachable, restarting
 // or overloaded, or that the transaction lost a race it can simply retry:
 // the consumer retries those without end instead of dead-lettering events.
 func (m *Model) Transient(err error) bool {
-	if err == nil || errors.Is(err, ErrInvalidEvent) {
-		return false
-	}
-	var (
-		pgErr   *pgconn.PgError
-		connErr *pgconn.ConnectError
-		netErr  net.Error
-	)
-	if errors.As(err, &pgErr) {
-		// Class 08: connection exception; class 53: insufficient resources
-		// (too many connections, disk full).
-		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "53") || retryableCodes[pgErr.Code]
-	}
-	return errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+	return !errors.Is(err, ErrInvalidEvent) && postgres.Retryable(err)
 }

@@ -6,7 +6,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/escqrs/platform/internal/pgarg"
+	"github.com/escqrs/platform/internal/platform/postgres"
 )
 
 // orderCols holds orders_view rows column by column, the shape unnest takes.
@@ -29,8 +29,8 @@ func (c *orderCols) add(r OrderRow, prev int64) error {
 		s := string(ab)
 		addr = &s
 	}
-	c.ids = append(c.ids, pgarg.UUID(r.OrderID))
-	c.customers = append(c.customers, pgarg.UUID(r.CustomerID))
+	c.ids = append(c.ids, postgres.UUID(r.OrderID))
+	c.customers = append(c.customers, postgres.UUID(r.CustomerID))
 	c.statuses = append(c.statuses, r.Status)
 	c.items = append(c.items, string(ib))
 	c.tax = append(c.tax, r.TaxCents)
@@ -94,7 +94,7 @@ type accountCols struct {
 }
 
 func (c *accountCols) add(r AccountRow, prev int64) {
-	c.ids = append(c.ids, pgarg.UUID(r.AccountID))
+	c.ids = append(c.ids, postgres.UUID(r.AccountID))
 	c.owners = append(c.owners, r.Owner)
 	c.balances = append(c.balances, r.BalanceCents)
 	c.currencies = append(c.currencies, r.Currency)
@@ -149,7 +149,7 @@ type activityCols struct {
 }
 
 func (c *activityCols) add(r ActivityRow) {
-	c.ids = append(c.ids, pgarg.UUID(r.AccountID))
+	c.ids = append(c.ids, postgres.UUID(r.AccountID))
 	c.versions = append(c.versions, r.Version)
 	c.positions = append(c.positions, r.Position)
 	c.types = append(c.types, r.Type)

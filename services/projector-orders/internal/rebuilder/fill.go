@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/escqrs/platform/internal/domain/order"
-	"github.com/escqrs/platform/internal/pgcopy"
+	"github.com/escqrs/platform/internal/platform/postgres/pgcopy"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/projector-orders/internal/ordersmodel"
 )

@@ -3,7 +3,7 @@ package rebuilder
 import (
 	"context"
 
-	"github.com/escqrs/platform/internal/eventstore"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
 	"github.com/escqrs/platform/pkg/events"
 )
 

@@ -43,7 +43,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/escqrs/platform/internal/consumer"
-	"github.com/escqrs/platform/internal/eventstore"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
 	"github.com/escqrs/platform/internal/rebuild"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/projector-orders/internal/ordersmodel"

@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/escqrs/platform/internal/pgcopy"
+	"github.com/escqrs/platform/internal/platform/postgres/pgcopy"
 	"github.com/escqrs/platform/internal/readmodel/ordersdb"
 	"github.com/escqrs/platform/internal/rebuild"
 )

@@ -3,7 +3,7 @@ package config
 import (
 	"testing"
 
-	"github.com/escqrs/platform/internal/envconfig/envconfigtest"
+	"github.com/escqrs/platform/internal/testsupport/envconfigtest"
 )
 
 func TestFromEnv(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escqrs/platform/internal/eventstore"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
 	"github.com/escqrs/platform/internal/rebuild"
 	"github.com/escqrs/platform/services/projector-stats/internal/rebuilder"
 	"github.com/escqrs/platform/services/projector-stats/internal/statstest"

@@ -9,8 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/escqrs/platform/internal/consumer"
-	"github.com/escqrs/platform/internal/eventstore"
-	"github.com/escqrs/platform/internal/testenv"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
+	"github.com/escqrs/platform/internal/testsupport/testenv"
 	"github.com/escqrs/platform/pkg/events"
 )
 

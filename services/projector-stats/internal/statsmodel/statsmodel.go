@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/escqrs/platform/internal/consumer"
+	"github.com/escqrs/platform/internal/platform/redisclient"
 	"github.com/escqrs/platform/internal/readmodel/statskeys"
 	"github.com/escqrs/platform/pkg/events"
 )
@@ -291,16 +291,7 @@ func operation(e events.Envelope) ([]any, error) {
 // unable to serve (loading, read-only replica, failover), as opposed to an
 // event the script rejects. The consumer retries transient errors forever.
 func (m *Model) Transient(err error) bool {
-	switch {
-	case err == nil:
-		return false
-	case consumer.IsNetworkError(err), errors.Is(err, io.EOF), errors.Is(err, redis.ErrClosed),
-		errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted):
-		return true
-	}
-	return redis.IsLoadingError(err) || redis.IsReadOnlyError(err) || redis.IsMasterDownError(err) ||
-		redis.IsTryAgainError(err) || redis.IsClusterDownError(err) || redis.IsMaxClientsError(err) ||
-		redis.HasErrorPrefix(err, "BUSY") || isNoScript(err)
+	return redisclient.Unavailable(err) || isNoScript(err)
 }
 
 // Checkpoint is how far the model has got.

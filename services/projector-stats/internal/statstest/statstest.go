@@ -19,9 +19,9 @@ import (
 
 	"github.com/escqrs/platform/internal/domain/account"
 	"github.com/escqrs/platform/internal/domain/order"
-	"github.com/escqrs/platform/internal/eventstore"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
 	"github.com/escqrs/platform/internal/readmodel/statskeys"
-	"github.com/escqrs/platform/internal/testenv"
+	"github.com/escqrs/platform/internal/testsupport/testenv"
 	"github.com/escqrs/platform/pkg/events"
 )
 

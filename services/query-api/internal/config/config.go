@@ -8,7 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/escqrs/platform/internal/envconfig"
+	"github.com/escqrs/platform/internal/platform/envconfig"
 	"github.com/escqrs/platform/internal/readmodel/searchdoc"
 	"github.com/escqrs/platform/internal/readmodel/statskeys"
 )

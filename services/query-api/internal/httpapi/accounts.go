@@ -6,7 +6,7 @@ import (
 	"net/http"
 
 	"github.com/escqrs/platform/internal/domain/account"
-	"github.com/escqrs/platform/internal/httpx"
+	"github.com/escqrs/platform/internal/platform/httpserver"
 	"github.com/escqrs/platform/services/query-api/internal/model"
 )
 
@@ -56,14 +56,14 @@ func (h *handler) accountActivity(w http.ResponseWriter, r *http.Request) {
 	}
 	rows, err := h.Views.AccountActivity(r.Context(), id, before, limit+1)
 	if errors.Is(err, model.ErrNotFound) {
-		httpx.Error(w, r, http.StatusNotFound, "no such account")
+		httpserver.Error(w, r, http.StatusNotFound, "no such account")
 		return
 	}
 	if err != nil {
 		h.fail(w, r, err, "the accounts read model")
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, pageOf(rows, limit, func(last model.Activity) string { return encodeVersionCursor(last.Version) }))
+	httpserver.WriteJSON(w, http.StatusOK, pageOf(rows, limit, func(last model.Activity) string { return encodeVersionCursor(last.Version) }))
 }
 
 // accountsByBalance serves GET /v1/accounts?min_balance_cents=N: accounts
@@ -88,7 +88,7 @@ func (h *handler) accountsByBalance(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err, "the accounts read model")
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, pageOf(accounts, limit, func(last model.Account) string {
+	httpserver.WriteJSON(w, http.StatusOK, pageOf(accounts, limit, func(last model.Account) string {
 		return encodeBalanceCursor(model.BalanceKey{BalanceCents: last.BalanceCents, AccountID: last.AccountID})
 	}))
 }

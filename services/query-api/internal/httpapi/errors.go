@@ -5,12 +5,10 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/olivere/elastic/v7"
-	"github.com/redis/go-redis/v9"
-
-	"github.com/escqrs/platform/internal/httpx"
-	"github.com/escqrs/platform/internal/outage"
+	"github.com/escqrs/platform/internal/platform/elasticclient"
+	"github.com/escqrs/platform/internal/platform/httpserver"
+	"github.com/escqrs/platform/internal/platform/postgres"
+	"github.com/escqrs/platform/internal/platform/redisclient"
 )
 
 // fail writes err as a problem: 503 with Retry-After when the dependency is
@@ -22,29 +20,16 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error, depend
 		h.log.Debug("request cancelled", "path", r.URL.Path)
 	case unavailable(err):
 		h.log.Warn("dependency unavailable", "path", r.URL.Path, "dependency", dependency, "error", err)
-		httpx.Unavailable(w, r, h.cfg.RetryAfter, dependency+" is unavailable; retry later")
+		httpserver.Unavailable(w, r, h.cfg.RetryAfter, dependency+" is unavailable; retry later")
 	default:
 		h.log.Error("query failed", "path", r.URL.Path, "error", err)
-		httpx.Error(w, r, http.StatusInternalServerError, "internal error")
+		httpserver.Error(w, r, http.StatusInternalServerError, "internal error")
 	}
 }
 
 // unavailable reports whether err means an engine could not be reached,
 // did not answer in time, or has no read model yet, as opposed to a bug.
 func unavailable(err error) bool {
-	var (
-		pgErr *pgconn.PgError
-		esErr *elastic.Error
-	)
-	switch {
-	case outage.Postgres(err), errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrClosed), errors.Is(err, elastic.ErrNoClient):
-		return true
-	case errors.As(err, &pgErr):
-		// 42P01: the projector has not created its tables yet.
-		return pgErr.Code == "42P01"
-	case errors.As(err, &esErr):
-		return esErr.Status == http.StatusServiceUnavailable || esErr.Status == http.StatusTooManyRequests ||
-			esErr.Status == http.StatusGatewayTimeout || esErr.Status == http.StatusRequestTimeout
-	}
-	return false
+	return postgres.Unavailable(err) || postgres.UndefinedTable(err) ||
+		redisclient.Unavailable(err) || elasticclient.Unavailable(err)
 }

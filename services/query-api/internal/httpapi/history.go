@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/escqrs/platform/internal/httpx"
+	"github.com/escqrs/platform/internal/platform/httpserver"
 	"github.com/escqrs/platform/pkg/events"
 )
 
@@ -71,7 +71,7 @@ func (h *handler) history(streamType events.StreamType) http.HandlerFunc {
 			}
 		}
 		if len(first) == 0 || first[0].StreamType != streamType {
-			httpx.Error(w, r, http.StatusNotFound, fmt.Sprintf("no such %s", streamType))
+			httpserver.Error(w, r, http.StatusNotFound, fmt.Sprintf("no such %s", streamType))
 			return
 		}
 		out := historyPage{Events: make([]historyEvent, 0, min(len(evs), limit))}
@@ -93,6 +93,6 @@ func (h *handler) history(streamType events.StreamType) http.HandlerFunc {
 					Actor: e.Metadata.Actor, IdempotencyKey: e.Metadata.IdempotencyKey, Traceparent: e.Metadata.Traceparent},
 			})
 		}
-		httpx.WriteJSON(w, http.StatusOK, out)
+		httpserver.WriteJSON(w, http.StatusOK, out)
 	}
 }

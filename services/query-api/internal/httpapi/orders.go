@@ -9,7 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/escqrs/platform/internal/domain/order"
-	"github.com/escqrs/platform/internal/httpx"
+	"github.com/escqrs/platform/internal/platform/httpserver"
 	"github.com/escqrs/platform/services/query-api/internal/model"
 )
 
@@ -68,7 +68,7 @@ func (h *handler) customerOrders(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err, "the orders read model")
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, pageOf(orders, limit, func(last model.Order) string {
+	httpserver.WriteJSON(w, http.StatusOK, pageOf(orders, limit, func(last model.Order) string {
 		return encodeOrderCursor(model.OrderKey{PlacedAt: last.PlacedAt, OrderID: last.OrderID})
 	}))
 }
@@ -107,7 +107,7 @@ func (h *handler) customerStats(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, r, err, "the stats read model")
 			return
 		case found && v.customer != id.String():
-			httpx.Error(w, r, http.StatusBadRequest, fmt.Sprintf("order %s is not customer %s's", oid, id))
+			httpserver.Error(w, r, http.StatusBadRequest, fmt.Sprintf("order %s is not customer %s's", oid, id))
 			return
 		case !reached:
 			h.writeVersioned(w, r, m, nil, v.version, found, false, "order")
@@ -116,14 +116,14 @@ func (h *handler) customerStats(w http.ResponseWriter, r *http.Request) {
 	}
 	s, err := h.Stats.CustomerStats(r.Context(), id)
 	if errors.Is(err, model.ErrNotFound) {
-		httpx.Error(w, r, http.StatusNotFound, fmt.Sprintf("no statistics for customer %s: it has placed no order", id))
+		httpserver.Error(w, r, http.StatusNotFound, fmt.Sprintf("no statistics for customer %s: it has placed no order", id))
 		return
 	}
 	if err != nil {
 		h.fail(w, r, err, "the stats read model")
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, s)
+	httpserver.WriteJSON(w, http.StatusOK, s)
 }
 
 // topCustomers serves GET /v1/customers/top: the biggest spenders.
@@ -138,7 +138,7 @@ func (h *handler) topCustomers(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err, "the stats read model")
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{"items": top})
+	httpserver.WriteJSON(w, http.StatusOK, map[string]any{"items": top})
 }
 
 // orderStatuses are the values ?status= accepts.

@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/escqrs/platform/internal/domain"
-	"github.com/escqrs/platform/internal/httpx"
+	"github.com/escqrs/platform/internal/platform/httpserver"
 )
 
 // params reads query parameters and collects every invalid one, so a client
@@ -130,7 +130,7 @@ func (p *params) failed(w http.ResponseWriter, r *http.Request) bool {
 	for i, e := range p.errs {
 		names[i] = e.Field
 	}
-	httpx.WriteProblem(w, r, httpx.Problem{Status: http.StatusBadRequest, Title: "Invalid query parameters",
+	httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusBadRequest, Title: "Invalid query parameters",
 		Detail: "invalid query parameters: " + strings.Join(names, ", "), Errors: p.errs})
 	return true
 }
@@ -141,7 +141,7 @@ func pathID(w http.ResponseWriter, r *http.Request, what string) (uuid.UUID, boo
 	raw := chi.URLParam(r, "id")
 	id, err := uuid.Parse(raw)
 	if err != nil {
-		httpx.WriteProblem(w, r, httpx.Problem{Status: http.StatusBadRequest, Title: "Invalid path parameter",
+		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusBadRequest, Title: "Invalid path parameter",
 			Detail: fmt.Sprintf("path parameter id: %q is not a valid %s id (want a UUID)", raw, what),
 			Errors: []domain.FieldError{{Field: "id", Message: "must be a UUID"}}})
 		return uuid.Nil, false

@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/escqrs/platform/internal/httpx"
+	"github.com/escqrs/platform/internal/platform/httpserver"
 	"github.com/escqrs/platform/services/query-api/internal/model"
 )
 
@@ -110,9 +110,9 @@ func (h *handler) writeVersioned(w http.ResponseWriter, r *http.Request, m readM
 			current = version
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(h.cfg.RetryAfter.Seconds()))))
-		httpx.WriteJSON(w, http.StatusAccepted, pending{Status: "pending", Version: current, MinVersion: m.minVersion})
+		httpserver.WriteJSON(w, http.StatusAccepted, pending{Status: "pending", Version: current, MinVersion: m.minVersion})
 	case !found:
-		httpx.Error(w, r, http.StatusNotFound, "no such "+what)
+		httpserver.Error(w, r, http.StatusNotFound, "no such "+what)
 	default:
 		etag := strconv.Quote(strconv.FormatInt(version, 10))
 		w.Header().Set("ETag", etag)
@@ -120,7 +120,7 @@ func (h *handler) writeVersioned(w http.ResponseWriter, r *http.Request, m readM
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
-		httpx.WriteJSON(w, http.StatusOK, body)
+		httpserver.WriteJSON(w, http.StatusOK, body)
 	}
 }
 
@@ -148,11 +148,11 @@ func writeAsOf[S, V any](h *handler, w http.ResponseWriter, r *http.Request, wha
 	}
 	body, version := view(state)
 	if detail := asOfMissing(what, id.String(), m, version); detail != "" {
-		httpx.Error(w, r, http.StatusNotFound, detail)
+		httpserver.Error(w, r, http.StatusNotFound, detail)
 		return
 	}
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(version, 10)))
-	httpx.WriteJSON(w, http.StatusOK, body)
+	httpserver.WriteJSON(w, http.StatusOK, body)
 }
 
 // asOfMissing explains a 404 of an as-of read; "" when the state exists at

@@ -15,7 +15,7 @@ import (
 
 	"github.com/escqrs/platform/internal/domain/account"
 	"github.com/escqrs/platform/internal/domain/order"
-	"github.com/escqrs/platform/internal/httpx"
+	"github.com/escqrs/platform/internal/platform/httpserver"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/query-api/internal/model"
 	"github.com/escqrs/platform/services/query-api/internal/projections"
@@ -116,7 +116,7 @@ const (
 
 // NewRouter returns the query routes plus /healthz, /readyz and /metrics.
 // Every route is a GET; unknown routes and methods get problem responses.
-func NewRouter(deps Deps, cfg Config, log *slog.Logger, health *httpx.Health, reg *prometheus.Registry) http.Handler {
+func NewRouter(deps Deps, cfg Config, log *slog.Logger, health *httpserver.Health, reg *prometheus.Registry) http.Handler {
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = 10 * time.Second
 	}
@@ -131,7 +131,7 @@ func NewRouter(deps Deps, cfg Config, log *slog.Logger, health *httpx.Health, re
 	}
 	h := &handler{Deps: deps, cfg: cfg, log: log}
 	r := chi.NewRouter()
-	r.Use(httpx.NewMetrics(reg).Middleware)
+	r.Use(httpserver.NewMetrics(reg).Middleware)
 	health.Mount(r, reg)
 	r.Get("/v1/orders/{id}", h.getOrder)
 	r.Get("/v1/orders/{id}/history", h.history(events.StreamOrder))
@@ -144,10 +144,12 @@ func NewRouter(deps Deps, cfg Config, log *slog.Logger, health *httpx.Health, re
 	r.Get("/v1/accounts/{id}/history", h.history(events.StreamAccount))
 	r.Get("/v1/search/orders", h.searchOrders)
 	r.Get("/v1/projections", h.projections)
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) { httpx.Error(w, r, http.StatusNotFound, "no such route") })
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		httpserver.Error(w, r, http.StatusNotFound, "no such route")
+	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", http.MethodGet)
-		httpx.Error(w, r, http.StatusMethodNotAllowed, r.Method+" is not allowed here: the query API only reads")
+		httpserver.Error(w, r, http.StatusMethodNotAllowed, r.Method+" is not allowed here: the query API only reads")
 	})
 	return r
 }
@@ -174,5 +176,5 @@ func (h *handler) projections(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err, "the event store")
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, rep)
+	httpserver.WriteJSON(w, http.StatusOK, rep)
 }

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/escqrs/platform/internal/httpx"
+	"github.com/escqrs/platform/internal/platform/httpserver"
 	"github.com/escqrs/platform/services/query-api/internal/model"
 )
 
@@ -81,5 +81,5 @@ func (h *handler) searchOrders(w http.ResponseWriter, r *http.Request) {
 		}
 		out.NextCursor = &next
 	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	httpserver.WriteJSON(w, http.StatusOK, out)
 }

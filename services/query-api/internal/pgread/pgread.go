@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/escqrs/platform/internal/pgarg"
+	"github.com/escqrs/platform/internal/platform/postgres"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/query-api/internal/model"
 )
@@ -31,7 +31,7 @@ const orderColumns = `order_id, customer_id, status, items, tax_cents, total_cen
 
 // Order returns one order, or model.ErrNotFound.
 func (r *Reader) Order(ctx context.Context, id uuid.UUID) (model.Order, error) {
-	rows, err := r.pool.Query(ctx, `SELECT `+orderColumns+` FROM orders_view WHERE order_id = $1`, pgarg.UUID(id))
+	rows, err := r.pool.Query(ctx, `SELECT `+orderColumns+` FROM orders_view WHERE order_id = $1`, postgres.UUID(id))
 	if err != nil {
 		return model.Order{}, fmt.Errorf("read order %s: %w", id, err)
 	}
@@ -54,11 +54,11 @@ func (r *Reader) CustomerOrders(ctx context.Context, customerID uuid.UUID, after
 	)
 	if after == nil {
 		rows, err = r.pool.Query(ctx, `SELECT `+orderColumns+` FROM orders_view WHERE customer_id = $1
-			ORDER BY placed_at DESC, order_id DESC LIMIT $2`, pgarg.UUID(customerID), limit)
+			ORDER BY placed_at DESC, order_id DESC LIMIT $2`, postgres.UUID(customerID), limit)
 	} else {
 		rows, err = r.pool.Query(ctx, `SELECT `+orderColumns+` FROM orders_view
 			WHERE customer_id = $1 AND (placed_at, order_id) < ($2, $3)
-			ORDER BY placed_at DESC, order_id DESC LIMIT $4`, pgarg.UUID(customerID), after.PlacedAt, pgarg.UUID(after.OrderID), limit)
+			ORDER BY placed_at DESC, order_id DESC LIMIT $4`, postgres.UUID(customerID), after.PlacedAt, postgres.UUID(after.OrderID), limit)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("list orders of customer %s: %w", customerID, err)
@@ -103,7 +103,7 @@ const accountColumns = `account_id, owner, balance_cents, currency, status, vers
 
 // Account returns one account, or model.ErrNotFound.
 func (r *Reader) Account(ctx context.Context, id uuid.UUID) (model.Account, error) {
-	rows, err := r.pool.Query(ctx, `SELECT `+accountColumns+` FROM accounts_balance WHERE account_id = $1`, pgarg.UUID(id))
+	rows, err := r.pool.Query(ctx, `SELECT `+accountColumns+` FROM accounts_balance WHERE account_id = $1`, postgres.UUID(id))
 	if err != nil {
 		return model.Account{}, fmt.Errorf("read account %s: %w", id, err)
 	}
@@ -131,7 +131,7 @@ func (r *Reader) AccountsByBalance(ctx context.Context, minCents int64, after *m
 	} else {
 		rows, err = r.pool.Query(ctx, `SELECT `+accountColumns+` FROM accounts_balance
 			WHERE balance_cents >= $1 AND (balance_cents < $2 OR (balance_cents = $2 AND account_id > $3))
-			ORDER BY balance_cents DESC, account_id LIMIT $4`, minCents, after.BalanceCents, pgarg.UUID(after.AccountID), limit)
+			ORDER BY balance_cents DESC, account_id LIMIT $4`, minCents, after.BalanceCents, postgres.UUID(after.AccountID), limit)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("list accounts with balance >= %d: %w", minCents, err)
@@ -165,7 +165,7 @@ func (r *Reader) AccountActivity(ctx context.Context, id uuid.UUID, beforeVersio
 		beforeVersion = math.MaxInt64
 	}
 	rows, err := r.pool.Query(ctx, `SELECT version, position, type, amount_cents, balance_after_cents, description, recorded_at
-		FROM account_activity WHERE account_id = $1 AND version < $2 ORDER BY version DESC LIMIT $3`, pgarg.UUID(id), beforeVersion, limit)
+		FROM account_activity WHERE account_id = $1 AND version < $2 ORDER BY version DESC LIMIT $3`, postgres.UUID(id), beforeVersion, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read activity of account %s: %w", id, err)
 	}
@@ -186,7 +186,7 @@ func (r *Reader) AccountActivity(ctx context.Context, id uuid.UUID, beforeVersio
 		// An empty page is either the end of a known account's activity or
 		// an account nobody opened; only the second is a 404.
 		var exists bool
-		if err := r.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM accounts_balance WHERE account_id = $1)`, pgarg.UUID(id)).Scan(&exists); err != nil {
+		if err := r.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM accounts_balance WHERE account_id = $1)`, postgres.UUID(id)).Scan(&exists); err != nil {
 			return nil, fmt.Errorf("read account %s: %w", id, err)
 		}
 		if !exists {

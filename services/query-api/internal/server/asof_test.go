@@ -11,9 +11,9 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/escqrs/platform/internal/aggregate"
 	"github.com/escqrs/platform/internal/domain/account"
 	"github.com/escqrs/platform/internal/domain/order"
+	"github.com/escqrs/platform/internal/eventsourcing/aggregate"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/query-api/internal/model"
 )

@@ -20,12 +20,12 @@ import (
 	"github.com/olivere/elastic/v7"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/escqrs/platform/internal/eventstore"
-	"github.com/escqrs/platform/internal/httpx"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
+	"github.com/escqrs/platform/internal/platform/httpserver"
 	"github.com/escqrs/platform/internal/readmodel/ordersdb"
 	"github.com/escqrs/platform/internal/readmodel/searchdoc"
 	"github.com/escqrs/platform/internal/readmodel/statskeys"
-	"github.com/escqrs/platform/internal/testenv"
+	"github.com/escqrs/platform/internal/testsupport/testenv"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/query-api/internal/config"
 	"github.com/escqrs/platform/services/query-api/internal/server"
@@ -202,7 +202,7 @@ func assertJSON(t *testing.T, got []byte, want any) {
 
 // problem fails unless the response is an RFC 9457 problem with status;
 // it returns the problem for further checks.
-func (r response) problem(t *testing.T, status int) httpx.Problem {
+func (r response) problem(t *testing.T, status int) httpserver.Problem {
 	t.Helper()
 	if r.status != status {
 		t.Fatalf("status %d, want %d; body %s", r.status, status, r.body)
@@ -210,7 +210,7 @@ func (r response) problem(t *testing.T, status int) httpx.Problem {
 	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
 		t.Fatalf("Content-Type %q, want application/problem+json; body %s", ct, r.body)
 	}
-	var p httpx.Problem
+	var p httpserver.Problem
 	if err := json.Unmarshal(r.body, &p); err != nil {
 		t.Fatalf("problem body: %v: %s", err, r.body)
 	}

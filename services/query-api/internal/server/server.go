@@ -18,10 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/escqrs/platform/internal/aggregate"
-	"github.com/escqrs/platform/internal/eventstore"
-	"github.com/escqrs/platform/internal/httpx"
-	"github.com/escqrs/platform/internal/obs"
+	"github.com/escqrs/platform/internal/eventsourcing/aggregate"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
+	"github.com/escqrs/platform/internal/platform/httpserver"
+	"github.com/escqrs/platform/internal/platform/observability"
 	"github.com/escqrs/platform/internal/readmodel/ordersdb"
 	"github.com/escqrs/platform/internal/readmodel/searchdoc"
 	"github.com/escqrs/platform/internal/readmodel/statskeys"
@@ -43,7 +43,7 @@ type Server struct {
 	pools    []*pgxpool.Pool
 	rdb      *redis.Client
 	es       *elastic.Client
-	health   *httpx.Health
+	health   *httpserver.Health
 	monitor  *projections.Monitor
 	handler  http.Handler
 	registry *prometheus.Registry
@@ -60,7 +60,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, registry: obs.NewRegistry()}
+	s := &Server{cfg: cfg, log: log, registry: observability.NewRegistry()}
 	storePool, err := s.openPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("event store: %w", err)
@@ -99,7 +99,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		{Name: searchdoc.Projection, Checkpoint: search.Checkpoint, StreamTypes: []events.StreamType{events.StreamOrder}},
 	}, 2*time.Second, s.registry, log)
 
-	checks := map[string]httpx.Check{
+	checks := map[string]httpserver.Check{
 		"postgres":      func(ctx context.Context) error { return storePool.Ping(ctx) },
 		"redis":         func(ctx context.Context) error { return s.rdb.Ping(ctx).Err() },
 		"elasticsearch": search.Ping,
@@ -107,7 +107,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if viewPool != storePool {
 		checks["postgres_read_models"] = func(ctx context.Context) error { return viewPool.Ping(ctx) }
 	}
-	s.health = httpx.NewHealth(checks)
+	s.health = httpserver.NewHealth(checks)
 	feed := s.startFeed(viewPool)
 	// Snapshot interval 0: the query API reads snapshots but never writes them.
 	deps := httpapi.Deps{
@@ -188,7 +188,7 @@ func (s *Server) Run(ctx context.Context) error {
 		WriteTimeout: config.MaxReadWait + 20*time.Second, IdleTimeout: 2 * time.Minute}
 	httpDone := make(chan error, 1)
 	httpCtx, stopHTTP := context.WithCancel(context.Background())
-	go func() { httpDone <- httpx.Serve(httpCtx, s.log, srv, s.cfg.ShutdownTimeout) }()
+	go func() { httpDone <- httpserver.Serve(httpCtx, s.log, srv, s.cfg.ShutdownTimeout) }()
 
 	var err error
 	select {

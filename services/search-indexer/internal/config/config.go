@@ -6,7 +6,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/escqrs/platform/internal/envconfig"
+	"github.com/escqrs/platform/internal/platform/envconfig"
 	"github.com/escqrs/platform/internal/projector"
 )
 

@@ -24,10 +24,11 @@ import (
 	"github.com/escqrs/platform/internal/consumer"
 	"github.com/escqrs/platform/internal/domain/account"
 	"github.com/escqrs/platform/internal/domain/order"
-	"github.com/escqrs/platform/internal/eventstore"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
+	"github.com/escqrs/platform/internal/platform/elasticclient"
 	"github.com/escqrs/platform/internal/readmodel/searchdoc"
 	"github.com/escqrs/platform/internal/rebuild"
-	"github.com/escqrs/platform/internal/testenv"
+	"github.com/escqrs/platform/internal/testsupport/testenv"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/search-indexer/internal/rebuilder"
 	"github.com/escqrs/platform/services/search-indexer/internal/searchmodel"
@@ -50,7 +51,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	store := eventstore.New(testenv.NewPool(t, dbURL))
-	es, err := searchmodel.NewClient(testenv.ElasticsearchURL())
+	es, err := elasticclient.NewClient(testenv.ElasticsearchURL())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/olivere/elastic/v7"
 
-	"github.com/escqrs/platform/internal/eventstore"
+	"github.com/escqrs/platform/internal/eventsourcing/eventstore"
 	"github.com/escqrs/platform/internal/readmodel/searchdoc"
 	"github.com/escqrs/platform/internal/rebuild"
 	"github.com/escqrs/platform/pkg/events"

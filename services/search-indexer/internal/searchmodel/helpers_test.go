@@ -12,8 +12,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/olivere/elastic/v7"
 
+	"github.com/escqrs/platform/internal/platform/elasticclient"
 	"github.com/escqrs/platform/internal/readmodel/searchdoc"
-	"github.com/escqrs/platform/internal/testenv"
+	"github.com/escqrs/platform/internal/testsupport/testenv"
 	"github.com/escqrs/platform/pkg/events"
 	"github.com/escqrs/platform/services/search-indexer/internal/searchmodel"
 )
@@ -30,7 +31,7 @@ var fixedNow = time.Date(2026, 4, 2, 9, 30, 0, 123456000, time.UTC)
 func newClient(t testing.TB) *elastic.Client {
 	t.Helper()
 	testenv.RequireElasticsearch(t)
-	c, err := searchmodel.NewClient(testenv.ElasticsearchURL())
+	c, err := elasticclient.NewClient(testenv.ElasticsearchURL())
 	if err != nil {
 		t.Fatal(err)
 	}

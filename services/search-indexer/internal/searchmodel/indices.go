@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/olivere/elastic/v7"
 
@@ -101,4 +103,32 @@ func createFirstIndex(ctx context.Context, client *elastic.Client, names Names) 
 
 func alreadyExists(err error) bool {
 	return errorType(err) == "resource_already_exists_exception"
+}
+
+// WaitEnsureIndices runs EnsureIndices until it succeeds, retrying while
+// Elasticsearch is unreachable or unhealthy, so that replicas can start
+// before the node does. Other errors (a bad mapping, a name clash) are
+// returned at once.
+func WaitEnsureIndices(ctx context.Context, log *slog.Logger, client *elastic.Client, names Names) error {
+	probe := &Model{checkpointIndex: names.CheckpointIndex}
+	backoff := 500 * time.Millisecond
+	for {
+		err := EnsureIndices(ctx, client, names)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !probe.Transient(err) {
+			return err
+		}
+		log.Warn("waiting for elasticsearch", "error", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
 }

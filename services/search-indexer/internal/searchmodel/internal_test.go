@@ -15,8 +15,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/olivere/elastic/v7"
 
+	"github.com/escqrs/platform/internal/platform/elasticclient"
 	"github.com/escqrs/platform/internal/readmodel/searchdoc"
-	"github.com/escqrs/platform/internal/testenv"
+	"github.com/escqrs/platform/internal/testsupport/testenv"
 )
 
 // TestBulkOutcomes sends real bulk requests and checks how their item
@@ -26,7 +27,7 @@ import (
 func TestBulkOutcomes(t *testing.T) {
 	t.Parallel()
 	testenv.RequireElasticsearch(t)
-	client, err := NewClient(testenv.ElasticsearchURL())
+	client, err := elasticclient.NewClient(testenv.ElasticsearchURL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func TestTransient(t *testing.T) {
 	m := New(nil, "orders", "projection-checkpoints")
 
 	// A real refused connection, through the real client.
-	down, err := NewClient("http://127.0.0.1:1")
+	down, err := elasticclient.NewClient("http://127.0.0.1:1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +137,7 @@ func TestTransient(t *testing.T) {
 // start-up waits, and it gives up when the process is stopped.
 func TestWaitEnsureIndicesStops(t *testing.T) {
 	t.Parallel()
-	down, err := NewClient("http://127.0.0.1:1")
+	down, err := elasticclient.NewClient("http://127.0.0.1:1")
 	if err != nil {
 		t.Fatal(err)
 	}

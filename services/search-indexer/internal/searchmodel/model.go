@@ -23,11 +23,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/olivere/elastic/v7"
 
 	"github.com/escqrs/platform/internal/consumer"
 	"github.com/escqrs/platform/internal/domain/order"
+	"github.com/escqrs/platform/internal/platform/elasticclient"
+	"github.com/escqrs/platform/internal/platform/postgres"
 	"github.com/escqrs/platform/internal/readmodel/searchdoc"
 	"github.com/escqrs/platform/pkg/events"
 )
@@ -695,20 +696,16 @@ func (m *Model) Transient(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.Is(err, elastic.ErrNoClient) || elastic.IsConnErr(err) || consumer.IsNetworkError(err) || errors.Is(err, ErrDeleted) {
+	if elasticclient.Unavailable(err) || errors.Is(err, ErrDeleted) {
 		return true
 	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		// Stream types come from the event store: connection trouble (08),
-		// lack of resources (53), shutdown (57P) and a store that is not
-		// migrated yet (42P01, the projector started first) all pass.
-		c := pgErr.Code
-		return strings.HasPrefix(c, "08") || strings.HasPrefix(c, "53") || strings.HasPrefix(c, "57P") || c == "42P01"
+	// Stream types come from the event store: an unavailable store and one
+	// not migrated yet (the projector started first) both pass.
+	if postgres.Unavailable(err) || postgres.UndefinedTable(err) {
+		return true
 	}
 	transientStatus := func(status int, d *elastic.ErrorDetails) bool {
-		return status == http.StatusTooManyRequests || status >= 500 ||
-			(d != nil && d.Type == "index_not_found_exception")
+		return elasticclient.UnavailableStatus(status) || (d != nil && d.Type == "index_not_found_exception")
 	}
 	var ee *elastic.Error
 	if errors.As(err, &ee) && transientStatus(ee.Status, ee.Details) {

@@ -10,8 +10,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/olivere/elastic/v7"
 
+	"github.com/escqrs/platform/internal/platform/elasticclient"
 	"github.com/escqrs/platform/internal/readmodel/searchdoc"
-	"github.com/escqrs/platform/internal/testenv"
+	"github.com/escqrs/platform/internal/testsupport/testenv"
 )
 
 // TestRebuildHeartbeat checks the guard between concurrent rebuilds with a
@@ -21,7 +22,7 @@ import (
 func TestRebuildHeartbeat(t *testing.T) {
 	t.Parallel()
 	testenv.RequireElasticsearch(t)
-	client, err := NewClient(testenv.ElasticsearchURL())
+	client, err := elasticclient.NewClient(testenv.ElasticsearchURL())
 	if err != nil {
 		t.Fatal(err)
 	}
